@@ -1,0 +1,117 @@
+"""Pieces shared by the plugin's sequential models: config checks, the two training regimes,
+item-id checks for incremental inference and the optimizer's parameter groups."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import TRAIN_MODES, next_item_labels
+
+__all__ = [
+    "check_config",
+    "sequence_loss",
+    "check_item_ids",
+    "no_decay_param_groups",
+]
+
+
+def check_config(config, model_name: str, extra_ranges: dict | None = None) -> None:
+    """One clear error for out-of-range hyperparameters, before any layer is built."""
+
+    def get(key, default=None):
+        value = config[key]
+        return default if value is None else value
+
+    problems = []
+    for key in ("hidden_dropout_prob", "attn_dropout_prob"):
+        v = get(key, 0.0)
+        if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+            problems.append(f"{key}={v!r} must be a number in [0, 1)")
+    for key, lowest in (("hidden_size", 1), ("n_layers", 1), ("MAX_ITEM_LIST_LENGTH", 1)):
+        v = config[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < lowest:
+            problems.append(f"{key}={v!r} must be an integer >= {lowest}")
+    mode = get("train_mode", "prefix")
+    if mode not in TRAIN_MODES:
+        problems.append(f"train_mode={mode!r} must be one of {list(TRAIN_MODES)}")
+    loss = get("loss_type", "CE")
+    if loss not in ("CE", "BPR"):
+        problems.append(f"loss_type={loss!r} must be 'CE' or 'BPR'")
+    for key, (lo, hi) in (extra_ranges or {}).items():
+        v = config[key]
+        if v is None:
+            continue
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+            problems.append(f"{key}={v!r} must be in [{lo}, {hi}]")
+    if problems:
+        raise ValueError(
+            f"Invalid {model_name} config: " + "; ".join(problems)
+            + ". Fix the value in your YAML file, config_dict or --key=value option."
+        )
+
+
+def sequence_loss(model: nn.Module, interaction, hidden: torch.Tensor, item_seq: torch.Tensor,
+                  item_seq_len: torch.Tensor) -> torch.Tensor:
+    """Loss for either training regime.
+
+    ``train_mode: prefix`` (RecBole's): the loss at the last real position of each row.
+    ``train_mode: whole_sequence`` (the LRURec paper's): the loss at every real position, the label
+    being the next item; only real positions are scored against the catalogue, which is the
+    dominant cost of a step (the scoring of padding positions is skipped entirely).
+
+    Args:
+        model: a SequentialRecommender with ``train_mode``, ``loss_type``, ``POS_ITEM_ID``,
+            ``NEG_ITEM_ID`` and ``score_all(h) -> (N, n_items)`` / ``score_items(h, items)``.
+        hidden: (B, L, D) output of the encoder at every position.
+    """
+    pos_items = interaction[model.POS_ITEM_ID]
+    if model.train_mode == "whole_sequence":
+        labels = next_item_labels(item_seq, item_seq_len, pos_items)  # [B L]
+        real = labels > 0
+        h = hidden[real]  # [N D]
+        target = labels[real]  # [N]
+        if model.loss_type == "CE":
+            return F.cross_entropy(model.score_all(h), target)
+        # BPR per position against one uniformly drawn negative (RecBole's sampler gives one per row)
+        neg = torch.randint(1, model.n_items, target.shape, device=target.device)
+        return -F.logsigmoid(model.score_items(h, target) - model.score_items(h, neg)).mean()
+    h = model.gather_indexes(hidden, item_seq_len - 1)  # [B D]
+    if model.loss_type == "CE":
+        return F.cross_entropy(model.score_all(h), pos_items)
+    neg_items = interaction[model.NEG_ITEM_ID]
+    return -F.logsigmoid(model.score_items(h, pos_items) - model.score_items(h, neg_items)).mean()
+
+
+def check_item_ids(item_ids: torch.Tensor, n_items: int) -> None:
+    """Incremental inference takes real item ids: 1 .. n_items-1 (0 is padding).
+
+    This check reads the values, so it syncs with the device; it runs in ``step`` only, which
+    serves one interaction at a time, never inside the training forward.
+    """
+    if item_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"item ids must be an integer tensor, got {item_ids.dtype}")
+    if item_ids.numel() and (int(item_ids.min()) < 1 or int(item_ids.max()) >= n_items):
+        raise ValueError(
+            f"item ids must be in [1, {n_items - 1}] (internal ids of this dataset; 0 is padding), "
+            f"got values in [{int(item_ids.min())}, {int(item_ids.max())}]. Map raw tokens with "
+            f"dataset.token2id(dataset.iid_field, tokens)."
+        )
+
+
+def no_decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups as the reference: decay on weight matrices and embeddings, none on biases,
+    LayerNorm and the LRU's (nu, theta, gamma) log parameters."""
+    decay, no_decay = [], []
+    norm_params = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or id(p) in norm_params or name.endswith("params_log"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]

@@ -1,0 +1,53 @@
+r"""
+SASRecWS
+################################################
+
+RecBole's SASRec trained the LRURec paper's way: one row per user window, cross-entropy at every
+position (``train_mode: whole_sequence``), so training cost and accuracy compare with LRURec
+under the same regime. The architecture, defaults and inference are RecBole's SASRec.
+
+Reference:
+    Wang-Cheng Kang and Julian McAuley. "Self-Attentive Sequential Recommendation." ICDM 2018.
+"""
+from __future__ import annotations
+
+import torch
+from recbole.model.sequential_recommender.sasrec import SASRec
+
+from ..data import WholeSequenceDataset
+from ..trainer import SequentialTrainer
+from ._common import check_config, sequence_loss
+
+__all__ = ["SASRecWS"]
+
+
+class SASRecWS(SASRec):
+    """SASRec with the choice of training regime (``train_mode``); causal attention as SASRec,
+    so every position's output sees only earlier items."""
+
+    DATASET_CLASS = WholeSequenceDataset
+    TRAINER_CLASS = SequentialTrainer
+
+    def __init__(self, config, dataset):
+        check_config(config, "SASRecWS")
+        super().__init__(config, dataset)
+        self.train_mode = config["train_mode"] or "whole_sequence"
+
+    def encode(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L, D) hidden states at every position."""
+        position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
+        input_emb = self.item_embedding(item_seq) + self.position_embedding(position_ids).unsqueeze(0)
+        input_emb = self.dropout(self.LayerNorm(input_emb))
+        mask = self.get_attention_mask(item_seq)
+        return self.trm_encoder(input_emb, mask, output_all_encoded_layers=True)[-1]
+
+    def score_all(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.item_embedding.weight.t()
+
+    def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (h * self.item_embedding(items)).sum(-1)
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        return sequence_loss(self, interaction, self.encode(item_seq), item_seq, item_seq_len)

@@ -1,0 +1,77 @@
+"""Checks on a dataset's atomic files before RecBole parses them, so that a malformed file gives
+one error naming the file, the problem and the fix instead of a traceback from deep in pandas."""
+from __future__ import annotations
+
+import functools
+
+__all__ = ["DataFormatError", "check_atomic_header", "install"]
+
+
+class DataFormatError(ValueError):
+    """An atomic file (.inter/.user/.item) that RecBole cannot read."""
+
+
+def check_atomic_header(filepath: str, header: str, separator: str, required: dict) -> None:
+    """Validate the header line of an atomic file.
+
+    Args:
+        header: the first line, e.g. ``user_id:token\\titem_id:token\\ttimestamp:float``.
+        required: field name -> what it is for (e.g. ``{"user_id": "USER_ID_FIELD"}``).
+    """
+    from recbole.utils.enum_type import FeatureType
+
+    valid = [t.value for t in FeatureType]
+    fields = {}
+    for column in header.split(separator):
+        if column.count(":") != 1:
+            raise DataFormatError(
+                f"{filepath}: header column {column!r} is not 'name:type'. The first line must list "
+                f"the columns as name:type separated by {separator!r}, with type one of {valid} "
+                f"(e.g. user_id:token item_id:token timestamp:float)."
+            )
+        name, ftype = column.split(":")
+        if ftype not in valid:
+            raise DataFormatError(f"{filepath}: column {name!r} has type {ftype!r}; use one of {valid}.")
+        fields[name] = ftype
+    for name, role in required.items():
+        if name and name not in fields:
+            raise DataFormatError(
+                f"{filepath}: no column {name!r} ({role}); the header has {list(fields)}. Rename the "
+                f"column or set {role} in your config."
+            )
+
+
+def install() -> None:
+    """Wrap ``Dataset._load_feat`` with the checks (once)."""
+    from recbole.data.dataset.dataset import Dataset
+    from recbole.utils.enum_type import FeatureSource
+
+    original = Dataset._load_feat
+    if getattr(original, "_recbole_lru", False):
+        return
+
+    @functools.wraps(original)
+    def _load_feat(self, filepath, source):
+        sep = self.config["field_separator"]
+        with open(filepath, "r", encoding=self.config["encoding"]) as fh:
+            header = fh.readline().rstrip("\r\n")
+            has_rows = bool(fh.readline().strip())
+        if source == FeatureSource.INTERACTION:
+            required = {self.config["USER_ID_FIELD"]: "USER_ID_FIELD", self.config["ITEM_ID_FIELD"]: "ITEM_ID_FIELD"}
+            if self.config["MODEL_TYPE"].name == "SEQUENTIAL":
+                required[self.config["TIME_FIELD"]] = "TIME_FIELD (sequential models order items by it)"
+            check_atomic_header(filepath, header, sep, required)
+            if not has_rows:
+                raise DataFormatError(f"{filepath}: the file has a header but no interactions.")
+        else:
+            check_atomic_header(filepath, header, sep, {})
+        try:
+            return original(self, filepath, source)
+        except ValueError as err:
+            raise DataFormatError(
+                f"{filepath}: cannot parse the file ({err}). Check that every row has one value per "
+                f"header column separated by {sep!r}, and that :float columns (e.g. the timestamp) are numbers."
+            ) from None
+
+    _load_feat._recbole_lru = True
+    Dataset._load_feat = _load_feat
