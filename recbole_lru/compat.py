@@ -70,9 +70,32 @@ def checkpoint_safe_globals() -> list:
     """
     import yaml
     from recbole.config.configurator import Config
-    from recbole.utils.enum_type import EvaluatorType, InputType, ModelType, FeatureSource, FeatureType
+    from recbole.utils.enum_type import EvaluatorType, FeatureSource, FeatureType, InputType, ModelType
 
-    return [Config, ModelType, InputType, EvaluatorType, FeatureSource, FeatureType, yaml.FullLoader]
+    # numpy scalars (e.g. a best_valid_score) pickle as multiarray.scalar(dtype, bytes)
+    numpy_types = [np.dtype, np._core.multiarray.scalar] + [
+        type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)
+    ]
+    return [Config, ModelType, InputType, EvaluatorType, FeatureSource, FeatureType, yaml.FullLoader,
+            *numpy_types, *_model_classes()]
+
+
+def _model_classes() -> list:
+    """Every model class a Config can name (it stores ``model_class``): RecBole's and the plugin's.
+    Only the class is referenced by a checkpoint, never called."""
+    import importlib
+
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    classes = set()
+    for kind in ("general_recommender", "context_aware_recommender", "sequential_recommender",
+                 "knowledge_aware_recommender", "exlib_recommender"):
+        try:
+            pkg = importlib.import_module(f"recbole.model.{kind}")
+        except ImportError:  # exlib models need lightgbm/xgboost
+            continue
+        classes.update(v for v in vars(pkg).values() if isinstance(v, type) and issubclass(v, AbstractRecommender))
+    return sorted(classes, key=lambda c: (c.__module__, c.__name__))
 
 
 def load_checkpoint(path, map_location=None):
@@ -89,6 +112,12 @@ def load_checkpoint(path, map_location=None):
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as err:
+            if _pickle_protocol(path) >= 4:
+                raise UnsafeCheckpointError(
+                    f"Cannot safely load {path}: it was written with pickle protocol 4 (RecBole without "
+                    f"recbole_lru), which the weights-only loader cannot read. If you trust the file, "
+                    f"convert it once with: python -m recbole_lru.compat --convert {path}"
+                ) from None
             raise UnsafeCheckpointError(
                 f"Refusing to load {path}: it contains objects that are not part of a RecBole "
                 f"checkpoint, and loading it would run arbitrary code. Only load checkpoints you "
@@ -98,6 +127,31 @@ def load_checkpoint(path, map_location=None):
             raise UnsafeCheckpointError(
                 f"Cannot read checkpoint {path}: the file is truncated or not a torch checkpoint ({err})."
             ) from None
+
+
+def _pickle_protocol(path: str) -> int:
+    """Protocol of the pickle inside a torch zip checkpoint (0 if unknown)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+            head = zf.open(name).read(2)
+    except (zipfile.BadZipFile, StopIteration, OSError):
+        return 0
+    return head[1] if len(head) == 2 and head[0] == 0x80 else 0
+
+
+def convert_checkpoint(src, dst=None) -> str:
+    """Rewrite a trusted protocol-4 RecBole checkpoint so the safe loader reads it.
+
+    This unpickles ``src`` fully (``weights_only=False``): run it only on files you trust.
+    """
+    dst = os.fspath(dst or src)
+    state = torch.load(os.fspath(src), map_location="cpu", weights_only=False)
+    save_checkpoint(state, dst)
+    load_checkpoint(dst)  # the result must pass the safe loader
+    return dst
 
 
 def save_checkpoint(obj, path, **kwargs) -> None:
@@ -134,6 +188,9 @@ class _TorchForRecBole(types.ModuleType):
 
     @staticmethod
     def save(obj, f, **kwargs):
+        # RecBole asks for pickle protocol 4, whose FRAME opcode torch's weights-only reader
+        # rejects; protocol 2 (torch's default) stores the same data, tensors stay in the zip.
+        kwargs.pop("pickle_protocol", None)
         if isinstance(f, (str, os.PathLike)):
             return save_checkpoint(obj, f, **kwargs)
         return torch.save(obj, f, **kwargs)
@@ -159,3 +216,14 @@ def apply() -> None:
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     safe_checkpoints()
     _APPLIED = True
+
+
+if __name__ == "__main__":  # python -m recbole_lru.compat --convert FILE [OUT]
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Convert a trusted RecBole checkpoint for safe loading.")
+    parser.add_argument("--convert", required=True, metavar="FILE")
+    parser.add_argument("out", nargs="?", default=None)
+    ns = parser.parse_args()
+    apply()
+    print(convert_checkpoint(ns.convert, ns.out))

@@ -203,15 +203,16 @@ def _register_models():
 
     for name, module_path in MODELS.items():
         module = importlib.import_module(module_path)
+        model_cls = getattr(module, name)
         dotted = f"recbole.model.sequential_recommender.{name.lower()}"
         sys.modules[dotted] = module
         setattr(seq_pkg, name.lower(), module)
-        setattr(seq_pkg, name, getattr(module, name))
+        setattr(seq_pkg, name, model_cls)
         # create_dataset looks up recbole.data.dataset.<Model>Dataset
-        dataset_cls = getattr(module, "DATASET_CLASS", None)
+        dataset_cls = getattr(model_cls, "DATASET_CLASS", None)
         if dataset_cls is not None:
             setattr(dataset_pkg, f"{name}Dataset", dataset_cls)
-        trainer_cls = getattr(module, "TRAINER_CLASS", None)
+        trainer_cls = getattr(model_cls, "TRAINER_CLASS", None)
         if trainer_cls is not None:
             setattr(trainer_pkg, f"{name}Trainer", trainer_cls)
 

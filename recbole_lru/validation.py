@@ -61,6 +61,13 @@ def install() -> None:
             if self.config["MODEL_TYPE"].name == "SEQUENTIAL":
                 required[self.config["TIME_FIELD"]] = "TIME_FIELD (sequential models order items by it)"
             check_atomic_header(filepath, header, sep, required)
+            load_col, unload_col = self._get_load_and_unload_col(source)
+            for name in required:
+                if (load_col is not None and name not in load_col) or (unload_col and name in unload_col):
+                    raise DataFormatError(
+                        f"{filepath}: column {name!r} is in the file but not loaded; add it to load_col, "
+                        f"e.g. load_col: {{inter: [{', '.join(required)}]}}."
+                    )
             if not has_rows:
                 raise DataFormatError(f"{filepath}: the file has a header but no interactions.")
         else:

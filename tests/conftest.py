@@ -54,6 +54,7 @@ def tiny_data(tmp_path):
     data_path = write_inter(tmp_path / "data", "tiny", tiny_rows())
     return {
         "data_path": data_path,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "epochs": 1,
         "train_batch_size": 64,
         "eval_batch_size": 64,

@@ -216,7 +216,8 @@ def use_linrec_attention(model, mask_padding=True, causal=False, backend="auto")
         raise TypeError("use_linrec_attention: pass the module that contains the attention")
     replaced = {}
     for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
+        # _modules, not named_children(): the latter lists a module registered twice only once
+        for name, child in list(parent._modules.items()):
             if not isinstance(child, MultiHeadAttention):
                 continue
             if id(child) not in replaced:

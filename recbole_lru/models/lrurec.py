@@ -61,7 +61,10 @@ class LRURec(SequentialRecommender):
         self.inner_size = config["inner_size"] or 4 * self.hidden_size
         self.state_size = config["state_size"] or 2 * self.hidden_size
         self.hidden_dropout_prob = config["hidden_dropout_prob"]
-        self.attn_dropout_prob = config["attn_dropout_prob"]
+        # one dropout rate in the paper: the LRU output's follows hidden_dropout_prob unless set
+        self.attn_dropout_prob = (
+            config["attn_dropout_prob"] if config["attn_dropout_prob"] is not None else self.hidden_dropout_prob
+        )
         self.layer_norm_eps = config["layer_norm_eps"]
         self.initializer_range = config["initializer_range"]
         self.loss_type = config["loss_type"]

@@ -106,7 +106,7 @@ def linear_attention(
         causal: if True, ``out_t = phi(q_t) sum_{i<=t} phi(k_i) v_i^T / sqrt(K)``.
         backend: ``"auto"``, ``"torch"``, ``"triton"`` or ``"reference"`` (module docstring).
         eps: epsilon of the normalisation, ``phi(x) = ELU(x) / sqrt(||ELU(x)||^2 + eps)``.
-        chunk_size: chunk length of the causal torch backend.
+        chunk_size: chunk length of the causal torch backend (None: chosen from K and V).
 
     Returns:
         ``(B, H, N, V)`` in v's dtype (the normalisation runs in float32 at least).

@@ -182,7 +182,8 @@ if HAS_TRITON:
 def _blocks(N: int, K: int, V: int, block_n: Optional[int]):
     if block_n is None:
         block_n = 64
-    # tl.dot needs every dimension >= 16
+    # tl.dot needs every dimension >= 16; a whole head (K, V) lives in one tile and the (K, V) state
+    # in registers, which suits LinRec's small heads (16-64)
     return block_n, max(16, triton.next_power_of_2(K)), max(16, triton.next_power_of_2(V))
 
 

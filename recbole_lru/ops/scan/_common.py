@@ -48,6 +48,12 @@ def check_inputs(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor
             raise ValueError(f"lru_scan expects mask on the device of x ({x.device}); got {mask.device}")
 
 
+def is_compiling() -> bool:
+    """True while torch.compile traces the code (a constant for the traced graph)."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
 def compute_dtype(lam: torch.Tensor, x: torch.Tensor) -> torch.dtype:
     """complex128 when either input is complex128, else complex64 (complex32 is upcast)."""
     if lam.dtype == torch.complex128 or x.dtype == torch.complex128:
@@ -82,6 +88,25 @@ def lam_powers(lam: torch.Tensor, n: int, start: int = 1) -> torch.Tensor:
     return p[start - 1:start - 1 + n].to(lam.dtype)
 
 
+# bytes of the temporary product in _shifted_dot: small enough for the allocator to reuse it, while a
+# temporary as large as x is a fresh mapping whose first touch costs more than the arithmetic
+_DOT_BLOCK_BYTES = 4 << 20
+
+
+def _shifted_dot(h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """sum over b and t >= 1 of conj(h_{t-1}) * g_t.   h, g c(B L N) -> c(N)
+
+    Taken over blocks of time steps, so the temporary product stays small.
+    """
+    B, L, N = h.shape
+    out = h.new_zeros(N)
+    step = max(1, _DOT_BLOCK_BYTES // max(1, B * N * h.element_size()))
+    for start in range(1, L, step):
+        stop = min(start + step, L)
+        out += (h[:, start - 1:stop - 1].conj() * g[:, start:stop]).sum(dim=(0, 1))
+    return out
+
+
 class ScanFunction(torch.autograd.Function):
     """h = scan(lam, mask * x) with a backward that is itself a scan, run in reverse with conj(lam).
 
@@ -109,8 +134,7 @@ class ScanFunction(torch.autograd.Function):
         # g~ c(B L N)
         g = ctx.kernel(lam.conj().resolve_conj(), grad_h.clone(memory_format=torch.contiguous_format), True)
         if ctx.needs_input_grad[0]:
-            # sum over b and t >= 1 of conj(h_{t-1}) * g~_t, c(N)
-            grad_lam = (h[:, :-1].conj() * g[:, 1:]).sum(dim=(0, 1))
+            grad_lam = _shifted_dot(h, g)
         if ctx.needs_input_grad[1]:
             grad_x = g if mask is None else g.masked_fill_(~mask.unsqueeze(-1), 0)
         return grad_lam, grad_x, None, None

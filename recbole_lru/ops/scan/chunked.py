@@ -7,6 +7,7 @@ The chunk-final states S_k = y_{k,C-1} are carried across chunks by a K-step sca
 and each chunk gets the carry of the previous ones:  h_{k,i} = y_{k,i} + lam^(i+1) E_{k-1}.
 Only lam^0 .. lam^C are ever formed, so long sequences with |lam| near 1 stay accurate.
 """
+import functools
 from typing import Optional
 
 import torch
@@ -65,16 +66,21 @@ def chunked_scan_kernel(lam: torch.Tensor, x: torch.Tensor, reverse: bool = Fals
     return h if K * C == L else h[:, :L]
 
 
-def lru_scan_chunked(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """LRU scan in chunks of ``CHUNK`` steps, with a custom backward (the transposed chunked scan).
+def lru_scan_chunked(
+    lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor] = None, chunk: int = CHUNK
+) -> torch.Tensor:
+    """LRU scan in chunks of ``chunk`` steps, with a custom backward (the transposed chunked scan).
 
     Args:
-        lam: c(N); x: c(B L N); mask: b(B L) True at real positions, or None.
+        lam: c(N); x: c(B L N); mask: b(B L) True at real positions, or None; chunk: steps per chunk.
 
     Returns:
         h: c(B L N) in the dtype of x, h_t = lam * h_{t-1} + mask_t * x_t. Gradients flow to lam and x.
     """
-    return scan_with_kernel(lam, x, mask, chunked_scan_kernel)
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive number of steps; got {chunk}")
+    kernel = chunked_scan_kernel if chunk == CHUNK else functools.partial(chunked_scan_kernel, chunk=chunk)
+    return scan_with_kernel(lam, x, mask, kernel)
 
 
 def lru_scan_chunked_autograd(
@@ -82,6 +88,8 @@ def lru_scan_chunked_autograd(
 ) -> torch.Tensor:
     """The chunked form with out-of-place ops and gradients by autograd; same contract as ``lru_scan_chunked``."""
     check_inputs(lam, x, mask)
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive number of steps; got {chunk}")
     dtype = compute_dtype(lam, x)
     lam_c = lam.to(dtype)
     xm = apply_mask(x.to(dtype), mask)

@@ -9,7 +9,19 @@ from typing import Optional
 
 import torch
 
-from ._common import scan_with_kernel
+from ._common import is_compiling, scan_with_kernel
+
+
+def _sequential_scan_out_of_place(lam: torch.Tensor, x: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """The same recurrence with one new tensor per step. lam c(N), x c(B L N) -> h c(B L N)."""
+    L = x.shape[1]
+    order = range(L - 1, -1, -1) if reverse else range(L)
+    h = torch.zeros_like(x[:, 0])
+    states = [h] * L
+    for t in order:
+        h = lam * h + x[:, t]
+        states[t] = h
+    return torch.stack(states, dim=1) if L else x
 
 
 def sequential_scan_kernel(lam: torch.Tensor, x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
@@ -18,8 +30,11 @@ def sequential_scan_kernel(lam: torch.Tensor, x: torch.Tensor, reverse: bool = F
     lam c(N), x c(B L N) (already masked, the dtype of lam) -> h c(B L N), written over x.
     Every step updates its slice in place, so no per-step tensors are allocated.
     """
+    L = x.shape[1]
+    if is_compiling():
+        # torch.compile cannot trace writes into strided slices: build the steps out of place
+        return _sequential_scan_out_of_place(lam, x, reverse)
     h = x
-    L = h.shape[1]
     if reverse:
         for t in range(L - 2, -1, -1):
             torch.addcmul(h[:, t], h[:, t + 1], lam, out=h[:, t])

@@ -1,0 +1,223 @@
+"""The plugin's models behave like RecBole's built-in ones wherever RecBole looks a model up."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import recbole_lru
+from recbole_lru.compat import UnsafeCheckpointError, load_checkpoint
+from recbole_lru.registry import DatasetNotFoundError, ModelNotFoundError, available_models
+
+from conftest import REPO
+
+MODELS = ["LRURec", "LinRec"]
+
+
+def _cfg(tiny_data, model, **extra):
+    return {**tiny_data, "model": model, "dataset": "tiny", **extra}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_get_model_and_config(model, tiny_data):
+    from recbole.config import Config
+    from recbole.utils import get_model, get_trainer
+
+    cls = get_model(model)
+    assert cls is getattr(recbole_lru, model)
+    config = Config(model=model, dataset="tiny", config_dict=tiny_data)
+    assert config["MODEL_TYPE"].name == "SEQUENTIAL"
+    # the model's own YAML is applied (not RecBole's SASRec defaults)
+    assert config["train_neg_sample_args"]["distribution"] == "none"
+    trainer = get_trainer(config["MODEL_TYPE"], model)
+    assert trainer.__name__ == "SequentialTrainer"
+
+
+def test_model_yaml_priority(tiny_data):
+    from recbole.config import Config
+
+    config = Config(model="LRURec", dataset="tiny", config_dict=tiny_data)
+    assert config["learner"] == "adamw" and config["r_min"] == 0.8
+    assert config["hidden_size"] == 16  # user dict beats model yaml
+    # sample.yaml (MAX_ITEM_LIST_LENGTH 50) beats a model yaml, as for built-in models; dataset yaml beats both
+    config = Config(model="LRURec", dataset="ml-1m-pos4", config_dict={"data_path": tiny_data["data_path"]})
+    assert config["MAX_ITEM_LIST_LENGTH"] == 200
+    assert config["load_col"] == {"inter": ["user_id", "item_id", "rating", "timestamp"]}
+    video = Config(model="SASRec", dataset="amazon-video-games",
+                   config_dict={"data_path": tiny_data["data_path"], "train_neg_sample_args": None})
+    assert video["TIME_FIELD"] == "seq_pos" and video["MAX_ITEM_LIST_LENGTH"] == 50
+
+
+def test_builtin_models_unchanged(tiny_data):
+    from recbole.config import Config
+    from recbole.utils import get_model
+
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    assert get_model("SASRec") is SASRec
+    config = Config(model="SASRec", dataset="ml-100k", config_dict={"train_neg_sample_args": None})
+    assert config["n_heads"] == 2 and config["learner"] == "adam" and config["MAX_ITEM_LIST_LENGTH"] == 50
+    assert config["mask_history"] is None
+
+
+def test_user_yaml_file_mixes_in(tiny_data, tmp_path):
+    from recbole.quick_start import run_recbole
+
+    yaml_file = tmp_path / "mine.yaml"
+    lines = [f"model: LRURec", "dataset: tiny"] + [f"{k}: {json.dumps(v)}" for k, v in tiny_data.items()]
+    yaml_file.write_text("\n".join(lines) + "\n")
+    result = run_recbole(config_file_list=[str(yaml_file)])
+    assert 0.0 <= result["test_result"]["recall@10"] <= 1.0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_run_recbole_and_load(model, tiny_data):
+    from recbole.quick_start import load_data_and_model, run_recbole
+
+    result = run_recbole(model=model, dataset="tiny", config_dict=tiny_data)
+    assert set(result["test_result"]) == {"recall@10", "ndcg@10"}
+    files = [f for f in os.listdir(tiny_data["checkpoint_dir"]) if f.startswith(model)]
+    assert len(files) == 1
+    config, net, dataset, train, valid, test = load_data_and_model(os.path.join(tiny_data["checkpoint_dir"], files[0]))
+    assert type(net).__name__ == model and config["model"] == model
+
+
+def test_quick_start_run_and_objective(tiny_data):
+    from recbole.quick_start import objective_function, run
+
+    res = run("LRURec", "tiny", config_dict=dict(tiny_data))
+    assert "test_result" in res
+    out = objective_function(config_dict=_cfg(tiny_data, "LinRec"), saved=False)
+    assert out["model"] == "LinRec"
+
+
+def test_create_dataset_uses_whole_sequence_class(tiny_data):
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+
+    config = Config(model="LRURec", dataset="tiny", config_dict={**tiny_data, "train_mode": "whole_sequence"})
+    dataset = create_dataset(config)
+    assert type(dataset).__name__ == "WholeSequenceDataset"
+    train, valid, test = data_preparation(config, dataset)
+    prefix_cfg = Config(model="LRURec", dataset="tiny", config_dict={**tiny_data, "train_mode": "prefix"})
+    p_train, p_valid, p_test = data_preparation(prefix_cfg, create_dataset(prefix_cfg))
+    # one row per user window, same validation and test rows as the prefix regime
+    assert len(train.dataset) == 40 < len(p_train.dataset)
+    for a, b in ((valid, p_valid), (test, p_test)):
+        for field in ("user_id", "item_id", "item_id_list", "item_length"):
+            assert torch.equal(a.dataset.inter_feat[field], b.dataset.inter_feat[field])
+
+
+def test_hypertuning(tiny_data, tmp_path):
+    from recbole.quick_start import objective_function
+    from recbole.trainer import HyperTuning
+
+    params = tmp_path / "p.hyper"
+    params.write_text("hidden_dropout_prob choice [0.2,0.4]\n")
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in _cfg(tiny_data, "LRURec", saved=False).items()))
+    hp = HyperTuning(objective_function, params_file=str(params), fixed_config_file_list=[str(fixed)], algo="exhaustive")
+    hp.run()
+    assert len(hp.params2result) == 2
+
+
+def test_unknown_model_lists_available():
+    from recbole.utils import get_model
+
+    with pytest.raises(ModelNotFoundError) as err:
+        get_model("NoSuchModel")
+    assert "LRURec" in str(err.value) and "SASRec" in str(err.value)
+    assert "LinRec" in available_models()
+
+
+def test_missing_dataset_clear_error(tmp_path):
+    from recbole.config import Config
+    from recbole.data import create_dataset
+
+    config = Config(model="LRURec", dataset="no-such-data", config_dict={"data_path": str(tmp_path)})
+    with pytest.raises(DatasetNotFoundError) as err:
+        create_dataset(config)
+    assert str(tmp_path) in str(err.value) and "--data_path" in str(err.value)
+
+
+def test_checkpoint_round_trip_and_tampered(tiny_data, tmp_path):
+    from recbole.quick_start import load_data_and_model, run_recbole
+
+    run_recbole(model="LRURec", dataset="tiny", config_dict=tiny_data)
+    ckpt = os.path.join(tiny_data["checkpoint_dir"], os.listdir(tiny_data["checkpoint_dir"])[0])
+    state = load_checkpoint(ckpt)
+    assert state["config"]["model"] == "LRURec" and "state_dict" in state
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"config": Payload(), "state_dict": {}}, bad)
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(bad)
+    with pytest.raises(UnsafeCheckpointError):
+        load_data_and_model(str(bad))
+    assert not os.path.exists("pwned")
+
+
+def test_spawned_process_resolves_models():
+    """run(nproc>1) spawns processes whose target is recbole_lru's, so they register the models."""
+    import recbole.quick_start.quick_start as qs
+    import torch.multiprocessing as mp
+
+    assert qs.run_recboles.__module__ == "recbole_lru.registry"
+    ctx = mp.get_context("spawn")
+    q = ctx.SimpleQueue()
+    p = ctx.Process(target=_child_lookup, args=(q,))
+    p.start()
+    p.join(120)
+    assert q.get() == "LRURec"
+
+
+def _child_lookup(q):
+    import pickle
+
+    import recbole.quick_start.quick_start as qs  # noqa: F401
+    from recbole_lru.registry import run_recboles  # what mp.spawn unpickles in the child
+
+    pickle.dumps(run_recboles)
+    from recbole.utils import get_model
+
+    q.put(get_model("LRURec").__name__)
+
+
+def _cli(*args, timeout=600):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    return subprocess.run([sys.executable, os.path.join(REPO, "run_recbole_lru.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_cli_run_with_override(tiny_data):
+    args = [f"--{k}={v}" for k, v in tiny_data.items() if k not in ("metrics", "topk")]
+    proc = _cli("--model=LRURec", "--dataset=tiny", "--n_layers=1", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "recall@10" in proc.stdout
+    logs = [os.path.join(r, f) for r, _, fs in os.walk("log") for f in fs]
+    assert any("n_layers = 1" in open(f).read() for f in logs)
+
+
+def test_cli_params_file(tiny_data, tmp_path):
+    params = tmp_path / "grid.hyper"
+    params.write_text("hidden_dropout_prob choice [0.2,0.4]\n")
+    out = tmp_path / "trials.jsonl"
+    args = [f"--{k}={v}" for k, v in tiny_data.items() if k not in ("metrics", "topk")]
+    proc = _cli("--model=LRURec", "--dataset=tiny", f"--params_file={params}", f"--output_file={out}", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(trials) == 2 and {t["params"]["hidden_dropout_prob"] for t in trials} == {0.2, 0.4}
+    assert "recall@10" in trials[0]["test_result"]
+
+
+def test_cli_unknown_model_and_missing_dataset(tmp_path):
+    proc = _cli("--model=Nope", "--dataset=ml-100k")
+    assert proc.returncode == 2 and "Unknown model 'Nope'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _cli("--model=LRURec", "--dataset=absent", f"--data_path={tmp_path}")
+    assert proc.returncode == 2 and "--data_path" in proc.stderr and "Traceback" not in proc.stderr
