@@ -14,25 +14,30 @@ add two more N x N tensors to the softmax side). Sequences are right-padded with
 lengths in [N/2, N]. One thread (torch.set_num_threads(1)). Autograd anomaly mode, which
 RecBole's sine.py switches on at import, is switched off.
 
-Method: every (contender, N) point runs in two fresh subprocesses (this script with --point),
-because glibc's malloc decides what the two measures see: tensors above its mmap threshold
-(dynamic, at most 32 MB) get fresh pages, zeroed by page faults, on every allocation, while
-smaller ones are recycled from the heap, where freed memory stays resident. Left at its
-defaults, a doubling of N that crosses 32 MB per tensor changes the allocator's behaviour, not
-the model's cost.
-  time    MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_: every block comes from the heap
-          and is reused, like a caching allocator (PyTorch's CUDA allocator). After a tiny pass
-          on N=8 and one full-size warm-up pass, time = the minimum over --repeats
-          forward+backward passes (fewer once 60 s have passed, at least one; up to twice as
-          many while under 5 s).
-  memory  MALLOC_MMAP_THRESHOLD_=65536 (fixed): every tensor of 64 KiB or more is its own
-          mapping, returned on free, so resident memory follows the live tensors. After
-          imports, a tiny pass on N=8 (one-time lazy initialisation, about 40 MB, would otherwise
-          be charged to every point), creation of the module and the inputs (x, mask, output
-          gradient), the process's peak-RSS counter is reset to its current RSS (writing 5 to
-          /proc/self/clear_refs), which is the baseline; one forward+backward pass follows and
-          peak = VmHWM - baseline, the analogue of torch.cuda.max_memory_allocated. Where
-          clear_refs is not writable, ru_maxrss before and after is used instead.
+Method: every (contender, N) point runs in a fresh subprocess (this script with --point) whose
+environment fixes the allocator's behaviour, because glibc's malloc otherwise decides what both
+measures see: by default tensors above its dynamic mmap threshold (at most 32 MiB) get fresh,
+page-faulted memory on every allocation while smaller ones are recycled from the heap, where
+freed memory stays resident, so a doubling of N that crosses 32 MiB per tensor (here between
+N=2000 and N=4000) changes the allocator, not the attention. Instead:
+  MALLOC_MMAP_THRESHOLD_=65536  every tensor of 64 KiB or more is its own mapping, returned to
+                                the system when freed: resident memory follows the live tensors
+                                and every size is allocated the same way (fresh pages);
+  THP_MEM_ALLOC_ENABLE=1        PyTorch asks for transparent huge pages on tensors of 2 MiB or
+                                more, so those fresh pages fault in 2 MiB at a time.
+(Reusing glibc's heap for everything, MALLOC_MMAP_MAX_=0, was tried: softmax at N=2000 was
+then killed for lack of memory, most likely from heap fragmentation around its 4 GB matrices.)
+Time: CPU time of the process (time.process_time: user + system, so page faults count), not
+wall time, because the machine is shared and wall time swings with the neighbours' load; after
+a tiny pass on N=8 (one-time lazy initialisation) and one full-size warm-up pass, the minimum
+over --repeats forward+backward passes (fewer once 60 s have passed, at least one; up to twice
+as many while under 5 s). Wall times are kept in the JSON.
+Peak memory: after imports, the tiny pass (its ~40 MB of one-time buffers would otherwise be
+charged to every point) and the creation of the module and the inputs (x, mask, output
+gradient), the process's peak-RSS counter is reset to its current RSS (writing 5 to
+/proc/self/clear_refs), which is the baseline; peak = VmHWM after all passes - baseline, the
+analogue of torch.cuda.max_memory_allocated. Where clear_refs is not writable, ru_maxrss before
+and after is used instead.
 Points whose estimated peak exceeds the memory budget (default: 16 GB or 70% of available
 memory, whichever is smaller) are not run and are recorded as skipped with the estimate.
 
@@ -77,7 +82,7 @@ def _peak(method):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_point(impl, n, batch, hidden, heads, repeats, measure, seed=0):
+def run_point(impl, n, batch, hidden, heads, repeats, seed=0):
     import torch
 
     sys.path.insert(0, REPO)
@@ -118,19 +123,10 @@ def run_point(impl, n, batch, hidden, heads, repeats, measure, seed=0):
     # one-time lazy initialisation (autograd engine, BLAS buffers) on a tiny input
     step(*make_inputs(min(n, 8)))
     inputs = make_inputs(n)
-    point = {"impl": impl, "N": n, "status": "ok", "measure": measure}
 
-    if measure == "memory":
-        baseline_kb, method = _reset_peak()
-        t0 = time.perf_counter()
-        step(*inputs)
-        point["pass_time_s"] = time.perf_counter() - t0
-        point["peak_mem_mb"] = (_peak(method) - baseline_kb) / 1024
-        point["memory_method"] = method
-        return point
-
-    step(*inputs)  # warm-up at full size: grows the heap once
-    times = []
+    baseline_kb, method = _reset_peak()
+    step(*inputs)  # warm-up at full size (inside the measured peak, like every pass)
+    times, walls = [], []
     start = time.perf_counter()
     while True:  # `repeats` passes (fewer past 60 s, at least one), up to 2x within 5 s
         elapsed = time.perf_counter() - start
@@ -138,12 +134,20 @@ def run_point(impl, n, batch, hidden, heads, repeats, measure, seed=0):
             len(times) < 2 * repeats and elapsed < 5
         ):
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(*inputs)
-        times.append(time.perf_counter() - t0)
-    point["time_s"] = min(times)
-    point["times_s"] = times
-    return point
+        times.append(time.process_time() - c0)
+        walls.append(time.perf_counter() - t0)
+    return {
+        "impl": impl,
+        "N": n,
+        "status": "ok",
+        "time_s": min(times),
+        "times_s": times,
+        "wall_s": walls,
+        "peak_mem_mb": (_peak(method) - baseline_kb) / 1024,
+        "memory_method": method,
+    }
 
 
 # --------------------------------------------------------------------------- driver
@@ -189,46 +193,27 @@ def machine():
     }
 
 
-MALLOC_ENV = {
-    "time": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)},
-    "memory": {"MALLOC_MMAP_THRESHOLD_": "65536"},
-}
+POINT_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "THP_MEM_ALLOC_ENABLE": "1",
+             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def spawn_point(impl, n, args, measure):
+def spawn_point(impl, n, args):
     cmd = [
-        sys.executable, os.path.abspath(__file__), "--point", impl, str(n), "--measure", measure,
+        sys.executable, os.path.abspath(__file__), "--point", impl, str(n),
         "--batch", str(args.batch), "--hidden", str(args.hidden), "--heads", str(args.heads),
         "--repeats", str(args.repeats),
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **MALLOC_ENV[measure])
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO,
-                              timeout=args.point_timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                              env=dict(os.environ, **POINT_ENV), timeout=args.point_timeout)
     except subprocess.TimeoutExpired:
         return {"impl": impl, "N": n, "status": "failed",
-                "reason": f"{measure} run exceeded {args.point_timeout:.0f} s"}
+                "reason": f"exceeded {args.point_timeout:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
     return {"impl": impl, "N": n, "status": "failed",
-            "reason": f"{measure} run, exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
-
-
-def measure_point(impl, n, args):
-    """Both subprocesses of one point, merged; the time run's environment is recorded."""
-    memory = spawn_point(impl, n, args, "memory")
-    if memory["status"] != "ok":
-        return memory
-    timing = spawn_point(impl, n, args, "time")
-    if timing["status"] != "ok":
-        return timing
-    return {
-        "impl": impl, "N": n, "status": "ok",
-        "time_s": timing["time_s"], "times_s": timing["times_s"],
-        "peak_mem_mb": memory["peak_mem_mb"], "memory_method": memory["memory_method"],
-        "memory_run_pass_time_s": memory["pass_time_s"],
-    }
+            "reason": f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
 
 
 def fmt(value, unit):
@@ -257,11 +242,12 @@ def render_markdown(result):
         f"torch {result['machine']['torch']}  ",
         f"Setup: batch {cfg['batch']}, hidden {cfg['hidden']}, {cfg['heads']} heads, float32, "
         "training mode, dropout 0; one attention sublayer (projections, attention, dense, "
-        "residual, LayerNorm). Each point runs in two fresh processes: time = min over "
-        "forward+backward passes with glibc's heap reused (MALLOC_MMAP_MAX_=0, like a caching "
-        "allocator); memory = peak RSS above the baseline after the inputs were built, with "
-        "every tensor of 64 KiB or more in its own mapping (MALLOC_MMAP_THRESHOLD_=65536), so "
-        "RSS follows the live tensors. See the script's docstring.",
+        "residual, LayerNorm). Each point runs in a fresh process with every tensor of 64 KiB or "
+        "more in its own mapping (MALLOC_MMAP_THRESHOLD_=65536) on transparent huge pages "
+        "(THP_MEM_ALLOC_ENABLE=1); time = min CPU time (user + system) over forward+backward "
+        "passes after a warm-up; "
+        "memory = peak RSS above the baseline taken after the inputs were built, which with "
+        "that setting follows the live tensors. See the script's docstring.",
         "",
         "| N | softmax time | LinRec time | LinRec causal time | softmax mem | LinRec mem "
         "| LinRec causal mem | LinRec/softmax time | LinRec/softmax mem |",
@@ -309,8 +295,6 @@ def main(argv=None):
     parser.add_argument("--out-dir", default=os.path.join(REPO, "results"))
     parser.add_argument("--write", action="store_true", help="write result files in --quick mode")
     parser.add_argument("--point", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
-    parser.add_argument("--measure", choices=("time", "memory"), default="time",
-                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.batch is None:
         args.batch = 4 if args.quick else 32
@@ -319,8 +303,7 @@ def main(argv=None):
 
     if args.point:
         impl, n = args.point[0], int(args.point[1])
-        print(json.dumps(run_point(impl, n, args.batch, args.hidden, args.heads, args.repeats,
-                                   args.measure)))
+        print(json.dumps(run_point(impl, n, args.batch, args.hidden, args.heads, args.repeats)))
         return
 
     lengths = args.lengths or (QUICK_LENGTHS if args.quick else FULL_LENGTHS)
@@ -338,7 +321,7 @@ def main(argv=None):
                                    f"{budget / 2**30:.1f} GB",
                          "estimated_mem_gb": est / 2**30}
             else:
-                point = measure_point(impl, n, args)
+                point = spawn_point(impl, n, args)
                 point["estimated_mem_gb"] = est / 2**30
             points.append(point)
             shown = (f"{point['time_s']:.3f} s, {point['peak_mem_mb']:.0f} MB"
@@ -372,7 +355,7 @@ def main(argv=None):
         "config": {"batch": args.batch, "hidden": args.hidden, "heads": args.heads,
                    "lengths": list(lengths), "repeats": args.repeats,
                    "memory_budget_gb": budget / 2**30, "dtype": "float32",
-                   "dropout": 0.0, "mode": "train", "malloc_env": MALLOC_ENV},
+                   "dropout": 0.0, "mode": "train", "point_env": POINT_ENV},
         "points": points,
         "summary": summary,
     }

@@ -145,13 +145,15 @@ def main():
         threads=torch.get_num_threads(),
         loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
     )
-    print(f"LRU scan benchmark, B={B}, N={N}, complex64, {repeats} timed runs (median), one thread")
+    print(f"LRU scan benchmark, B={B}, N={N}, complex64, median of {repeats} timed runs "
+          f"(x3 at L<=50, +2 at L<=200, at most 3 at L>1000), one thread")
     print(f"machine: {machine}")
 
     points = {}
     backends = {}
     for L in lengths:
-        reps = repeats if L <= 1000 else min(repeats, 3)
+        # short points are noisy on a shared machine: more runs there (the median is what counts)
+        reps = repeats * 3 if L <= 50 else repeats + 2 if L <= 200 else repeats if L <= 1000 else min(repeats, 3)
         points[L] = bench_point(B, L, N, reps, args.quick)
         probe = torch.zeros(B, L, N, dtype=torch.complex64)
         backends[L] = resolve_backend(torch.zeros(N, dtype=torch.complex64), probe)

@@ -70,3 +70,39 @@ def tiny_data(tmp_path):
         "topk": [10],
         "valid_metric": "Recall@10",
     }
+
+
+class FakeDataset:
+    """What SequentialRecommender.__init__ reads from a dataset: the item count."""
+
+    def __init__(self, n_items):
+        self.n_items = n_items
+
+    def num(self, field):
+        return self.n_items
+
+
+class FakeConfig(dict):
+    """A dict that answers None for missing keys, as RecBole's Config does."""
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+
+def build_model(name, n_items=40, **overrides):
+    """A plugin model built without a dataset on disk (for op-level and model-level tests)."""
+    import yaml
+
+    from recbole_lru.registry import find_yaml, MODELS
+    import importlib
+
+    config = FakeConfig(yaml.safe_load(open(find_yaml("model", name))))
+    config.update({
+        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX": "_list",
+        "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_", "MAX_ITEM_LIST_LENGTH": 20,
+        "device": "cpu", "hidden_size": 16, "n_heads": 2, "inner_size": 32,
+        "layer_norm_eps": float(config.get("layer_norm_eps") or 1e-12),
+    })
+    config.update(overrides)
+    cls = getattr(importlib.import_module(MODELS[name]), name)
+    return cls(config, FakeDataset(n_items))

@@ -1,4 +1,5 @@
 """The LRU scan: every implementation against the time-loop reference, values and gradients."""
+import functools
 import math
 
 import pytest
@@ -74,13 +75,41 @@ SHAPES = [(1, 1, 3), (2, 2, 4), (3, 3, 5), (1, 7, 8), (4, 64, 16), (2, 65, 8), (
 SHAPE_IDS = [f"B{b}-L{l}-N{n}" for b, l, n in SHAPES]
 
 
+@functools.lru_cache(maxsize=None)
+def _reference_forward(B, L, N, dtype, mask_kind):
+    """The reference output for make_inputs(B, L, N, dtype, mask_kind), computed once per case."""
+    with torch.no_grad():
+        return lru_scan_ref(*make_inputs(B, L, N, dtype, mask_kind, seed=B * 1000 + L))
+
+
+def _grad_case(B, L, N, dtype):
+    lam, x, mask = make_inputs(B, L, N, dtype, "holes", seed=7 + L)
+    w = torch.randn(B, L, N, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    return lam, x, mask, w
+
+
+def _value_and_grads(fn, B, L, N, dtype):
+    lam, x, mask, w = _grad_case(B, L, N, dtype)
+    lam_ = lam.clone().requires_grad_()
+    x_ = x.clone().requires_grad_()
+    h = fn(lam_, x_, mask)
+    # the autograd forms never touch lam when L == 1 (its gradient is then zero)
+    glam, gx = torch.autograd.grad(h, (lam_, x_), grad_outputs=w, allow_unused=True)
+    return h.detach(), torch.zeros_like(lam) if glam is None else glam, gx
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_grads(B, L, N, dtype):
+    return _value_and_grads(lru_scan_ref, B, L, N, dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=["c64", "c128"])
 @pytest.mark.parametrize("mask_kind", ["holes", "left_padded", "none"])
 @pytest.mark.parametrize("B,L,N", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("impl", GRID_IMPLS)
 def test_forward_matches_reference(impl, B, L, N, mask_kind, dtype):
     lam, x, mask = make_inputs(B, L, N, dtype, mask_kind, seed=B * 1000 + L)
-    ref = lru_scan_ref(lam, x, mask)
+    ref = _reference_forward(B, L, N, dtype, mask_kind)
     with torch.no_grad():
         got = IMPLEMENTATIONS[impl](lam, x, mask)
     assert_close(impl, got, ref, **TOL[dtype])
@@ -90,19 +119,8 @@ def test_forward_matches_reference(impl, B, L, N, mask_kind, dtype):
 @pytest.mark.parametrize("B,L,N", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("impl", GRID_IMPLS)
 def test_gradients_match_reference(impl, B, L, N, dtype):
-    lam, x, mask = make_inputs(B, L, N, dtype, "holes", seed=7 + L)
-    w = torch.randn(B, L, N, dtype=dtype, generator=torch.Generator().manual_seed(1))
-
-    def grads(fn):
-        lam_ = lam.clone().requires_grad_()
-        x_ = x.clone().requires_grad_()
-        h = fn(lam_, x_, mask)
-        # the autograd forms never touch lam when L == 1 (its gradient is then zero)
-        glam, gx = torch.autograd.grad(h, (lam_, x_), grad_outputs=w, allow_unused=True)
-        return h.detach(), torch.zeros_like(lam) if glam is None else glam, gx
-
-    h_ref, glam_ref, gx_ref = grads(lru_scan_ref)
-    h, glam, gx = grads(IMPLEMENTATIONS[impl])
+    h_ref, glam_ref, gx_ref = _reference_grads(B, L, N, dtype)
+    h, glam, gx = _value_and_grads(IMPLEMENTATIONS[impl], B, L, N, dtype)
     tol = dict(TOL[dtype])
     if dtype == torch.complex64:
         tol["atol"] = 1e-4 * max(1.0, glam_ref.abs().max().item())  # grad_lam sums B*L products
@@ -169,6 +187,23 @@ def test_padding_and_future_do_not_leak(impl):
     future = x.clone()
     future[:, 5:] += 10
     assert_close(impl, fn(lam, future, mask)[:, :5], h[:, :5], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", GRID_IMPLS)
+def test_strided_inputs(impl):
+    """x as a transposed view (not contiguous) and a sliced mask give the same values and gradients."""
+    g = torch.Generator().manual_seed(4)
+    lam = make_lam(5, torch.complex128, generator=g)
+    x = torch.randn(3, 5, 20, dtype=torch.complex128, generator=g).transpose(1, 2)  # [B L N], strided
+    mask = (torch.rand(3, 40, generator=g) > 0.3)[:, ::2]
+    w = torch.randn(3, 20, 5, dtype=torch.complex128, generator=g)
+    x_ = x.detach().requires_grad_()
+    got = IMPLEMENTATIONS[impl](lam, x_, mask)
+    ref = lru_scan_ref(lam, x_, mask)
+    assert_close(impl, got, ref, **TOL[torch.complex128])
+    (gx,) = torch.autograd.grad(got, x_, grad_outputs=w)
+    (gx_ref,) = torch.autograd.grad(ref, x_, grad_outputs=w)
+    assert_close(impl, gx, gx_ref, **TOL[torch.complex128])
 
 
 @pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
@@ -262,8 +297,8 @@ def test_auto_rules_on_cpu():
     assert pick(2, 50, 16) == "parallel"
 
 
-@pytest.mark.skipif(scan_mod.lru_scan_triton is not None, reason="triton backend available")
-def test_missing_triton_fails_cleanly():
+def test_missing_triton_fails_cleanly(monkeypatch):
+    monkeypatch.setattr(scan_mod, "lru_scan_triton", None)
     lam, x, mask = make_inputs(1, 3, 2, torch.complex64)
     with pytest.raises(RuntimeError, match="pip install triton"):
         lru_scan(lam, x, mask, backend="triton")

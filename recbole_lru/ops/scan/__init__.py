@@ -19,16 +19,24 @@ from .reference import lru_scan_ref
 from .sequential import lru_scan_sequential
 
 try:
-    from .triton import lru_scan_triton
-except ImportError:  # triton (or the kernel file) is not installed
-    lru_scan_triton = None
+    from . import triton as _triton_backend
+except ImportError:  # the kernel file is not there
+    _triton_backend = None
+# None when the triton package is missing: "auto" then never picks it and "triton" fails with a hint
+lru_scan_triton = (
+    _triton_backend.lru_scan_triton
+    if _triton_backend is not None and getattr(_triton_backend, "HAS_TRITON", True)
+    else None
+)
 
 SCAN_BACKENDS = ("auto", "sequential", "parallel", "chunked", "triton", "reference")
 ENV_BACKEND = "RECBOLE_LRU_BACKEND"
 
-# CPU rule, from benchmarks/bench_scan.py: the time loop costs L * (per-step overhead + B*N work), the
-# recursive parallelization log2(P) * (P/2) * B*N work in about log2(P) passes. The loop wins once
-# one step carries enough work to hide its overhead: B * N >= _SEQUENTIAL_MIN_WIDTH.
+# CPU rule, measured with benchmarks/bench_scan.py and a sweep of B*N in 256..16384, L in 50..4096:
+# the time loop costs L * (per-step overhead + B*N work), the recursive parallelization about
+# log2(P) passes of (P/2) * B*N work. The loop wins once one step carries enough work to hide its
+# overhead, from B*N = 2048 on, at every L and both with and without gradients (the custom backward
+# of either is one more scan of the same kind). The chunked matmul form lost at every CPU point.
 _SEQUENTIAL_MIN_WIDTH = 2048
 
 _IMPLEMENTATIONS = {
@@ -45,7 +53,11 @@ def _check_backend(backend: str, source: str) -> None:
 
 
 def _auto_backend(lam: torch.Tensor, x: torch.Tensor) -> str:
-    """Pick a backend from the device and shapes only (never from tensor values)."""
+    """Pick a backend from the device, the shapes and the tracing state only (never from tensor values).
+
+    Whether gradients are needed does not change the choice: every torch backend runs its own kind
+    of scan backwards, so the measured ranking is the same for forward and forward+backward.
+    """
     B, L, N = x.shape
     if x.device.type == "cuda":
         return "triton" if lru_scan_triton is not None else "chunked"
@@ -92,7 +104,9 @@ def lru_scan(
                           CUDA:  "triton" when importable, else "chunked";
                           CPU under torch.compile: "parallel" (log2 L ops, no per-step graph);
                           CPU:   "sequential" when B * N >= 2048 (each step then hides its Python
-                                 overhead; fastest forward and forward+backward measured), else "parallel".
+                                 overhead; fastest forward and forward+backward measured), else "parallel"
+                                 (log2 L passes beat L tiny steps). The same with or without gradients:
+                                 each backend's backward is its own scan run in reverse.
 
     Returns:
         h: c(B L N) in the dtype of x.

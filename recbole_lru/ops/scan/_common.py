@@ -68,6 +68,14 @@ def apply_mask(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     return x.masked_fill(~mask.unsqueeze(-1), 0)
 
 
+def masked_buffer(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """A new contiguous c(B L N) tensor holding mask * x, written in one pass (a kernel may overwrite it)."""
+    buf = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if mask is None:
+        return buf.copy_(x)
+    return torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device), out=buf)
+
+
 def lam_powers(lam: torch.Tensor, n: int, start: int = 1) -> torch.Tensor:
     """lam c(N) -> [lam^start, ..., lam^(start+n-1)], c(n N) in the dtype of lam.
 
@@ -120,9 +128,7 @@ class ScanFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor], kernel: Kernel):
         with torch.no_grad():
-            # a fresh buffer the kernel may overwrite
-            buf = x.clone(memory_format=torch.contiguous_format) if mask is None else apply_mask(x, mask)
-            h = kernel(lam, buf, False)
+            h = kernel(lam, masked_buffer(x, mask), False)
         ctx.kernel = kernel
         ctx.save_for_backward(lam, h, mask)
         return h
@@ -132,7 +138,7 @@ class ScanFunction(torch.autograd.Function):
         lam, h, mask = ctx.saved_tensors
         grad_lam = grad_x = None
         # g~ c(B L N)
-        g = ctx.kernel(lam.conj().resolve_conj(), grad_h.clone(memory_format=torch.contiguous_format), True)
+        g = ctx.kernel(lam.conj().resolve_conj(), masked_buffer(grad_h, None), True)
         if ctx.needs_input_grad[0]:
             grad_lam = _shifted_dot(h, g)
         if ctx.needs_input_grad[1]:

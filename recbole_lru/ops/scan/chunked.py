@@ -36,7 +36,7 @@ def _toeplitz(pw: torch.Tensor, C: int, reverse: bool) -> torch.Tensor:
 def chunked_scan_kernel(lam: torch.Tensor, x: torch.Tensor, reverse: bool = False, chunk: int = CHUNK) -> torch.Tensor:
     """Chunked scan, no autograd.
 
-    lam c(N), x c(B L N) (already masked, the dtype of lam) -> h c(B L N).
+    lam c(N), x c(B L N) (already masked, the dtype of lam, contiguous) -> h c(B L N), written over x.
     reverse=True scans from the end: transposed Toeplitz blocks and a backward carry.
     """
     B, L, N = x.shape
@@ -52,7 +52,7 @@ def chunked_scan_kernel(lam: torch.Tensor, x: torch.Tensor, reverse: bool = Fals
     # intra-chunk matmul per n: [N C C] @ [N C (B K)] -> [N C (B K)]
     xs = x.view(B, K, C, N).permute(3, 2, 0, 1).reshape(N, C, B * K)
     y = torch.bmm(T, xs).view(N, C, B, K).permute(2, 3, 1, 0)  # [B K C N], strided
-    h = torch.empty_like(x).view(B, K, C, N)
+    h = x.view(B, K, C, N)
     h.copy_(y)
     if K > 1:
         # carry of the chunk states across chunks, then add lam^(i+1) (or lam^(C-i)) times it

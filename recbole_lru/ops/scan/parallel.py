@@ -23,7 +23,7 @@ def _padded_length(L: int) -> int:
 def parallel_scan_kernel(lam: torch.Tensor, x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     """Recursive parallelization, in place, no autograd.
 
-    lam c(N), x c(B L N) (already masked, the dtype of lam) -> h c(B L N).
+    lam c(N), x c(B L N) (already masked, the dtype of lam, contiguous) -> h c(B L N), written over x.
     reverse=True scans from the end (h_t = lam * h_{t+1} + x_t): each pass adds
     [lam^(l/2), ..., lam] * (first state of the right half) to the left half instead.
     """
