@@ -1,8 +1,9 @@
 """Command line of ``run_recbole_lru.py``: RecBole's ``run_recbole.py`` flags, any ``--key=value``
 config override, ``--params_file`` for tuning and ``--resume`` for interrupted runs.
 
-Errors a user can fix (unknown model, missing dataset, bad config, bad data, unsafe checkpoint)
-are printed as one line and exit with status 2 (set RECBOLE_LRU_DEBUG=1 for the traceback).
+Errors a user can fix (unknown model, missing dataset, bad config, bad data, unsafe checkpoint,
+non-finite loss) are printed as one line and exit with status 2 (set RECBOLE_LRU_DEBUG=1 for the
+traceback); an interrupted run (Ctrl-C) exits with status 130 and names the checkpoint to resume.
 """
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
                              group_offset=args.group_offset, resume=args.resume)
         finally:
             sys.argv = saved_argv
+    except KeyboardInterrupt as err:
+        resume = getattr(err, "resume_file", None)
+        hint = (f" Continue it with --resume={resume}" if resume else
+                " No resumable checkpoint was written (the first one is written when an epoch ends).")
+        print(f"interrupted.{hint}", file=sys.stderr)
+        return 130
     except USER_ERRORS() as err:
         if os.environ.get("RECBOLE_LRU_DEBUG"):
             raise

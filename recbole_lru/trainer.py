@@ -1,35 +1,232 @@
-"""RecBole's trainer with the two things the plugin's models need on top of it.
+"""RecBole's trainer with what the plugin's models need on top of it.
 
 * AdamW-style weight decay without decay on biases, LayerNorm and the LRU's log parameters,
   when the model provides ``optimizer_param_groups`` (RecBole's own applies decay to all).
-* A non-finite loss stops training with one clear message; the best checkpoint written so far
-  is left untouched (checkpoints are written atomically, see :mod:`recbole_lru.compat`).
+* A NaN or infinite loss stops training with one clear message (:class:`NonFiniteLossError`);
+  the best checkpoint written so far is left untouched (checkpoints are written atomically, see
+  :mod:`recbole_lru.compat`).
+* Exact resumption. RecBole saves a checkpoint only when validation improves, which is not
+  enough to continue a run where it stopped. After every epoch this trainer also writes a
+  *last* checkpoint, ``<best checkpoint stem>-last.pth``, holding the model and optimizer, the
+  epoch, the early-stopping state, the best result so far, the path of the best checkpoint and
+  every random state training draws from (torch, CUDA, numpy, Python and the training
+  dataloader's shuffling generator). :meth:`SequentialTrainer.resume_checkpoint` on that file
+  restores all of it, so a resumed run ends with the same metrics as an uninterrupted one. The
+  file is removed when training completes; it stays behind when a run is interrupted or fails.
+  Every value in it is a tensor, a plain container or a type the safe loader allows.
 """
 from __future__ import annotations
 
+import os
+import random
 
+import numpy as np
 import torch
 from recbole.trainer import Trainer
 
-__all__ = ["SequentialTrainer", "NonFiniteLossError"]
+from .compat import load_checkpoint, save_checkpoint
+
+__all__ = ["SequentialTrainer", "NonFiniteLossError", "last_checkpoint_path"]
+
+LAST_KIND = "recbole_lru.last"
+_REQUIRED_KEYS = ("state_dict", "optimizer", "epoch", "cur_step", "best_valid_score")
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
+def last_checkpoint_path(saved_model_file: str) -> str:
+    """``saved/LRURec-Jan-01-2025_10-00-00.pth`` -> ``saved/LRURec-Jan-01-2025_10-00-00-last.pth``."""
+    stem, ext = os.path.splitext(os.fspath(saved_model_file))
+    return f"{stem}-last{ext or '.pth'}"
+
+
+# --------------------------------------------------------------------------------------------
+# Random states as tensors and plain values (numpy's state holds an array and a str)
+# --------------------------------------------------------------------------------------------
+def _capture_rng(loader_generator) -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    if isinstance(loader_generator, torch.Generator):
+        state["train_loader"] = loader_generator.get_state()
+    return state
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# settings that may change between a run and its resumption without changing the result
+_FREE_TO_CHANGE = {"epochs", "checkpoint_dir", "show_progress", "device", "gpu_id", "use_gpu", "data_path",
+                   "config_files", "log_wandb", "state", "worker", "eval_batch_size", "nproc", "world_size",
+                   "ip", "port", "offset", "local_rank", "single_spec", "wandb_project", "benchmark_filename"}
+
+
+def _config_changes(saved, current) -> list[str]:
+    a, b = saved.final_config_dict, current.final_config_dict
+    return sorted(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in set(a) | set(b)
+                  if k not in _FREE_TO_CHANGE and a.get(k) != b.get(k))
+
+
 class SequentialTrainer(Trainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self._write_last = False
+        self._fit_start_epoch = 0
+        self._train_data = None
+        self._resumed_last = False
+        self._pending_loader_state = None
+
+    @property
+    def last_checkpoint_file(self) -> str:
+        """Where this run's resumable checkpoint is written after every epoch."""
+        return last_checkpoint_path(self.saved_model_file)
+
+    # ------------------------------------------------------------------ optimizer
     def _build_optimizer(self, **kwargs):
         if "params" not in kwargs and hasattr(self.model, "optimizer_param_groups"):
             weight_decay = kwargs.get("weight_decay", self.weight_decay) or 0.0
             kwargs["params"] = self.model.optimizer_param_groups(weight_decay)
         return super()._build_optimizer(**kwargs)
 
+    # ------------------------------------------------------------------ failures
     def _check_nan(self, loss):
         if not torch.isfinite(loss).all():
             saved = getattr(self, "saved_model_file", None)
+            kept = f"The best checkpoint so far is kept at {saved}"
+            last = self.last_checkpoint_file if saved else None
+            if last and os.path.isfile(last):
+                kept += f"; resume from the last good epoch with --resume={last}"
             raise NonFiniteLossError(
                 f"Training loss is {'nan' if torch.isnan(loss).any() else 'inf'}: training stopped. "
-                f"The last good checkpoint (best validation so far) is kept at {saved}. "
-                f"Lower learning_rate, set clip_grad_norm (e.g. {{max_norm: 5.0}}), or check the data."
+                f"{kept}. Lower learning_rate, set clip_grad_norm (e.g. {{max_norm: 5.0}}), or check the data."
             )
+
+    # ------------------------------------------------------------------ last checkpoint
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        # The state at the start of epoch e is exactly the state at the end of epoch e-1
+        # (training, validation and early stopping done): that is what the last checkpoint holds.
+        if self._write_last and epoch_idx > self._fit_start_epoch:
+            self._save_last_checkpoint(epoch_idx - 1)
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+    def _save_last_checkpoint(self, epoch: int) -> None:
+        state = {
+            "kind": LAST_KIND,
+            "config": self.config,
+            "epoch": int(epoch),
+            "cur_step": int(self.cur_step),
+            "best_valid_score": float(self.best_valid_score),
+            "best_valid_result": self.best_valid_result,
+            "best_model_file": str(self.saved_model_file),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng_state": _capture_rng(getattr(self._train_data, "generator", None)),
+        }
+        save_checkpoint(state, self.last_checkpoint_file)
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self._train_data = train_data
+        if self._pending_loader_state is not None and isinstance(getattr(train_data, "generator", None), torch.Generator):
+            train_data.generator.set_state(self._pending_loader_state.cpu())
+        self._pending_loader_state = None
+        if self._resumed_last and self.start_epoch >= self.epochs:
+            # RecBole would re-save the current model over the best checkpoint here; keep the best.
+            self.logger.info(f"The checkpoint already reached epochs={self.epochs}: nothing left to train.")
+            return self.best_valid_score, self.best_valid_result
+        self._write_last = bool(saved) and (self.config["single_spec"] or self.config["local_rank"] == 0)
+        self._fit_start_epoch = self.start_epoch
+        try:
+            result = super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                                 show_progress=show_progress, callback_fn=callback_fn)
+        except KeyboardInterrupt as err:
+            last = self.last_checkpoint_file
+            if self._write_last and os.path.isfile(last):
+                err.resume_file = last
+                self.logger.warning(f"Training interrupted. Continue it with --resume={last}")
+            raise
+        finally:
+            self._write_last = False
+        if saved and os.path.isfile(self.last_checkpoint_file):
+            os.remove(self.last_checkpoint_file)  # training is complete; the best checkpoint remains
+        return result
+
+    # ------------------------------------------------------------------ resume
+    def resume_checkpoint(self, resume_file):
+        """Continue training from a checkpoint.
+
+        A ``-last`` checkpoint written by this trainer restores everything training depends on
+        (model, optimizer, epoch, early stopping, best result, random states), so training goes on
+        exactly as if it had not stopped, and the best model keeps being written to the same file.
+        A best-model checkpoint (RecBole's) restores what RecBole restores: model, optimizer, epoch,
+        early-stopping counter and best score.
+        """
+        resume_file = str(resume_file)
+        checkpoint = load_checkpoint(resume_file, map_location=self.device)
+        if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in _REQUIRED_KEYS):
+            raise ValueError(f"{resume_file} is not a RecBole training checkpoint (it needs the keys "
+                             f"{list(_REQUIRED_KEYS)}); pass a .pth file written during training.")
+        config = checkpoint.get("config")
+        saved_model = config["model"] if config is not None else None
+        if saved_model is not None and saved_model.lower() != self.config["model"].lower():
+            raise ValueError(f"{resume_file} is a {saved_model} checkpoint; resume it with --model={saved_model}.")
+        if config is not None:
+            changed = _config_changes(config, self.config)
+            if changed:
+                self.logger.warning(f"Resuming {resume_file} with settings that differ from the run that "
+                                    f"wrote it: {', '.join(changed)}. The result will differ from the original run's.")
+        try:
+            self.model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as err:
+            raise ValueError(
+                f"{resume_file} does not fit the model built from this config (a different dataset or "
+                f"hidden_size/n_layers/...?); resume with the config the run was started with. "
+                f"Details: {str(err).splitlines()[0]}"
+            ) from None
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+
+        if checkpoint.get("kind") == LAST_KIND:
+            self.best_valid_result = checkpoint["best_valid_result"]
+            self.saved_model_file = self._locate_best(checkpoint, resume_file)
+            _restore_rng(checkpoint["rng_state"])
+            self._pending_loader_state = checkpoint["rng_state"].get("train_loader")
+            self._resumed_last = True
+        else:
+            self.saved_model_file = resume_file
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def _locate_best(self, checkpoint: dict, resume_file: str) -> str:
+        """The best checkpoint recorded in a last checkpoint; also found next to it if moved."""
+        recorded = checkpoint["best_model_file"]
+        beside = os.path.join(os.path.dirname(os.path.abspath(resume_file)), os.path.basename(recorded))
+        for candidate in (recorded, beside):
+            if os.path.isfile(candidate):
+                return candidate
+        if checkpoint["best_valid_result"] is not None:
+            raise FileNotFoundError(
+                f"The best checkpoint of this run, {recorded}, is missing (looked there and next to "
+                f"{resume_file}). Put it back, or resume from a best checkpoint instead."
+            )
+        # no validation has happened yet, so no best checkpoint exists: it will be written here
+        return recorded if os.path.isdir(os.path.dirname(os.path.abspath(recorded))) else beside

@@ -42,7 +42,8 @@ def check_atomic_header(filepath: str, header: str, separator: str, required: di
 
 
 def install() -> None:
-    """Wrap ``Dataset._load_feat`` with the checks (once)."""
+    """Wrap ``Dataset._load_feat`` with the file checks and ``Dataset.build`` with a check that
+    training rows remain (once)."""
     from recbole.data.dataset.dataset import Dataset
     from recbole.utils.enum_type import FeatureSource
 
@@ -82,3 +83,23 @@ def install() -> None:
 
     _load_feat._recbole_lru = True
     Dataset._load_feat = _load_feat
+
+    original_build = Dataset.build
+
+    @functools.wraps(original_build)
+    def build(self):
+        datasets = original_build(self)
+        if datasets and len(datasets[0]) == 0:
+            need = ""
+            if self.config["MODEL_TYPE"].name == "SEQUENTIAL":
+                need = (" A sequential model trains on users with at least 2 interactions (one input "
+                        "item and one target); users with a single interaction are dropped.")
+            raise DataFormatError(
+                f"Dataset '{self.dataset_name}': the training split is empty after filtering and "
+                f"splitting ({self.user_num - 1} users).{need} Add "
+                f"interactions, or relax user_inter_num_interval / item_inter_num_interval."
+            )
+        return datasets
+
+    build._recbole_lru = True
+    Dataset.build = build

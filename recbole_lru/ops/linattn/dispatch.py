@@ -24,8 +24,10 @@ from .feature_map import DEFAULT_EPS
 from .reference import linear_attention_ref
 
 try:
-    from .triton import linear_attention_triton
-except ImportError:  # Triton not installed, or its backend file absent
+    from .triton import HAS_TRITON, linear_attention_triton
+except ImportError:  # the backend file itself is absent
+    HAS_TRITON, linear_attention_triton = False, None
+if not HAS_TRITON:  # the module imports without triton; "auto" must then never pick it
     linear_attention_triton = None
 
 BACKENDS = ("auto", "torch", "triton", "reference")
@@ -56,7 +58,7 @@ def resolve_backend(backend, device, eps=DEFAULT_EPS):
         if linear_attention_triton is None:
             raise RuntimeError(
                 "linear_attention: the Triton backend is unavailable "
-                "(install it with `pip install triton`, on a machine with a CUDA GPU)"
+                "(install it with `pip install -e .[triton]`, on a machine with a CUDA GPU)"
             )
         if eps != DEFAULT_EPS:
             raise ValueError(

@@ -116,7 +116,7 @@ def lru_scan(
     if name == "triton":
         if lru_scan_triton is None:
             raise RuntimeError(
-                "lru_scan backend 'triton' is not available: install it with `pip install triton` "
+                "lru_scan backend 'triton' is not available: install it with `pip install -e .[triton]` "
                 "(it needs a CUDA GPU, or TRITON_INTERPRET=1 on a CPU)"
             )
         return lru_scan_triton(lam, x, mask)
