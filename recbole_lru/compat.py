@@ -10,6 +10,8 @@ only adds what is missing; none changes how RecBole's own models compute.
   from any file a user is handed), RecBole's checkpoint types are added to torch's allow-list and
   RecBole's trainer and quick-start read checkpoints through :func:`load_checkpoint`, which refuses
   anything else with :class:`UnsafeCheckpointError`.
+* ``no_anomaly_mode``: RecBole switches autograd anomaly detection on at import (a debugging aid
+  left on in ``sine.py``), which slows every model's backward; it is switched off again.
 * ``atomic_saves``: RecBole's trainer writes checkpoints through :func:`save_checkpoint`, a
   temporary file renamed into place, so a crash mid-save never leaves a truncated best model.
 """
@@ -204,6 +206,19 @@ def safe_checkpoints() -> None:
     trainer.torch = proxy
     # load_data_and_model does a local ``import torch``; it is wrapped in registry.py instead.
     quick_start.torch = proxy
+
+
+def no_anomaly_mode() -> None:
+    """Undo RecBole 1.2.1's ``torch.autograd.set_detect_anomaly(True)``.
+
+    ``recbole/model/sequential_recommender/sine.py`` switches autograd anomaly detection on for the
+    whole process when the sequential models are imported (which every RecBole run does). Anomaly
+    mode checks every backward output for NaN and records a stack per op: about a fifth of a
+    training step of every model. Call after RecBole's model packages are imported.
+    """
+    import recbole.model.sequential_recommender  # noqa: F401  (the import that turns it on)
+
+    torch.autograd.set_detect_anomaly(False)
 
 
 def apply() -> None:

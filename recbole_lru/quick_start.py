@@ -23,9 +23,12 @@ def parse_overrides(args: list[str]) -> dict:
             raise ValueError(f"Unrecognised argument {arg!r}: config overrides are written --key=value.")
         key, value = arg[2:].split("=", 1)
         try:
-            out[key] = ast.literal_eval(value)
+            value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            out[key] = value
+            pass
+        if key in out and out[key] != value:
+            raise ValueError(f"--{key} is given twice ({out[key]!r} and {value!r}); keep one.")
+        out[key] = value
     return out
 
 

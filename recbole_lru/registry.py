@@ -333,4 +333,5 @@ def register() -> None:
     _patch_history_mask()
     validation.install()
     _register_models()
+    compat.no_anomaly_mode()
     _REGISTERED = True

@@ -1,7 +1,7 @@
 """LinRec attention as a drop-in replacement for RecBole's ``MultiHeadAttention``.
 
 Reference: Langming Liu et al., "LinRec: Linear Attention Mechanism for Long-term Sequential
-Recommender Systems", SIGIR 2024, arXiv:2411.01537.
+Recommender Systems", SIGIR 2023, arXiv:2411.01537.
 
 ``LinRecMultiHeadAttention`` takes RecBole's constructor arguments first, the same
 ``forward(input_tensor, attention_mask)`` call, and holds the same sub-modules (``query``,
@@ -156,7 +156,7 @@ class LinRecMultiHeadAttention(nn.Module):
         return self.LayerNorm(hidden_states + input_tensor)
 
     def init_state(self, batch_size, device=None, dtype=None):
-        """An empty incremental state, ``(B, H, K, K)`` zeros (float32 unless params are float64)."""
+        """An empty incremental state: ``(B, H, K, K)`` zeros, float32 (float64 for float64 params)."""
         weight = self.query.weight
         if dtype is None:
             dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32

@@ -106,6 +106,28 @@ class LRULayer(nn.Module):
         h = lru_scan(lam, self._input(x, gamma), mask, backend=self.backend)  # eq. 5 / Alg. 1
         return self._output(h, x), h
 
+    def forward_packed(self, x: torch.Tensor, index: torch.Tensor, grid: tuple[int, int]):
+        """The same layer on the real positions only.
+
+        Every part of the layer but the recurrence acts on one position at a time, so it runs on
+        the T real positions alone; only the scan sees the (B, L) grid, where the positions not in
+        ``index`` get a zero input (exactly what a padding mask does in :meth:`forward`).
+
+        Args:
+            x: (T, D) inputs at the real positions.
+            index: (T,) flat positions (row-major in the (B, L) grid) of those inputs.
+            grid: (B, L).
+
+        Returns:
+            y (T, D) at the real positions and the recurrent states h (B, L, N) on the whole grid.
+        """
+        lam, gamma = self.eigenvalues()
+        u = self._input(x, gamma)  # [T N]
+        B, L = grid
+        u = u.new_zeros(B * L, self.state_size).index_copy(0, index, u).view(B, L, self.state_size)
+        h = lru_scan(lam, u, None, backend=self.backend)  # eq. 5 / Alg. 1
+        return self._output(h.reshape(B * L, self.state_size).index_select(0, index), x), h
+
     def step(self, x_t: torch.Tensor, h_prev: torch.Tensor):
         """One recurrence step: x_t (B, D), h_prev (B, N) complex -> (y_t (B, D), h_t (B, N))."""
         lam, gamma = self.eigenvalues()
@@ -153,6 +175,12 @@ class LRUBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         y, h = self.lru(x, mask)
+        return self.ffn(y), h
+
+    def forward_packed(self, x: torch.Tensor, index: torch.Tensor, grid: tuple[int, int]):
+        """x (T, D) at the real positions -> (T, D), and the states (B, L, N); see
+        :meth:`LRULayer.forward_packed`."""
+        y, h = self.lru.forward_packed(x, index, grid)
         return self.ffn(y), h
 
     def step(self, x_t: torch.Tensor, h_prev: torch.Tensor):

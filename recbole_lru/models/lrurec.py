@@ -115,15 +115,21 @@ class LRURec(SequentialRecommender):
         """Run every block over the whole sequence.
 
         Returns:
-            hidden (B, L, D) at every position, and each block's recurrent states (B, L, N).
+            hidden (B, L, D) at every position (zero at padding positions), and each block's
+            recurrent states (B, L, N).
         """
-        mask = item_seq > 0  # [B L]
-        x = self.embed(item_seq)
+        B, L = item_seq.shape
+        # Only the recurrence needs the (B, L) grid: embedding, projections, dropout, LayerNorm and
+        # PFFN act on one position at a time, so they run on the T real positions alone (typically
+        # well under half of a right-padded batch); padding positions of ``hidden`` are zero.
+        index = (item_seq.reshape(-1) > 0).nonzero().squeeze(1)  # [T]
+        x = self.embed(item_seq.reshape(-1).index_select(0, index))  # [T D]
         states = []
         for block in self.blocks:
-            x, h = block(x, mask)
+            x, h = block.forward_packed(x, index, (B, L))
             states.append(h)
-        return x, states
+        hidden = x.new_zeros(B * L, x.shape[-1]).index_copy(0, index, x).view(B, L, -1)
+        return hidden, states
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         hidden, _ = self.encode(item_seq, item_seq_len)
