@@ -348,8 +348,9 @@ def main(argv=None):
         summary["linrec_memory_growth_4000_over_2000"] = a["peak_mem_mb"] / b["peak_mem_mb"]
 
     result = {
-        "command": "python " + " ".join(
-            [os.path.relpath(os.path.abspath(__file__), REPO)] + list(sys.argv[1:] if argv is None else argv)
+        "command": " ".join(
+            ["python", os.path.relpath(os.path.abspath(__file__), REPO)]
+            + list(sys.argv[1:] if argv is None else argv)
         ),
         "machine": machine(),
         "config": {"batch": args.batch, "hidden": args.hidden, "heads": args.heads,

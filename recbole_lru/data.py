@@ -71,10 +71,12 @@ class WholeSequenceDataset(SequentialDataset):
     """RecBole's sequential dataset with one row per user window for whole-sequence training."""
 
     def build(self):
-        datasets = super().build()
+        from .models._common import check_config  # late: the models import this module
+
+        # the dataset is built before the model: check the shared keys now, with the model's message
+        check_config(self.config, self.config["model"])
         mode = self.config["train_mode"] or "prefix"
-        if mode not in TRAIN_MODES:
-            raise ValueError(f"train_mode must be one of {TRAIN_MODES}, got {mode!r}")
+        datasets = super().build()
         if mode == "whole_sequence":
             train = datasets[0]
             keep = window_end_rows(train.inter_feat[self.uid_field].numpy(), self.max_item_list_len)

@@ -144,8 +144,9 @@ class SequentialTrainer(Trainer):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._train_data = train_data
-        if self._pending_loader_state is not None and isinstance(getattr(train_data, "generator", None), torch.Generator):
-            train_data.generator.set_state(self._pending_loader_state.cpu())
+        generator = getattr(train_data, "generator", None)
+        if self._pending_loader_state is not None and isinstance(generator, torch.Generator):
+            generator.set_state(self._pending_loader_state.cpu())
         self._pending_loader_state = None
         if self._resumed_last and self.start_epoch >= self.epochs:
             # RecBole would re-save the current model over the best checkpoint here; keep the best.

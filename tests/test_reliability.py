@@ -2,14 +2,12 @@
 interrupted run resumes to the same result, runs are reproducible and checkpoints are atomic."""
 import glob
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-import recbole_lru.trainer as trainer_mod
 from recbole_lru.cli import main
 from recbole_lru.compat import load_checkpoint, save_checkpoint
 from recbole_lru.quick_start import run
@@ -75,6 +73,14 @@ BAD_FILES = {
 }
 
 
+def test_cli_column_not_loaded(capsys, tmp_path):
+    data_path = write_inter(tmp_path / "data", "tiny", tiny_rows())
+    small = [a for a in SMALL if not a.startswith("--load_col")]
+    rc, err = _cli_in_process(capsys, "--model=LRURec", "--dataset=tiny", f"--data_path={data_path}", *small,
+                              "--load_col={'inter': ['user_id', 'item_id']}")
+    _assert_one_line_error(rc, err, "column 'timestamp' is in the file but not loaded", "load_col")
+
+
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_cli_bad_inter_file(case, capsys, tmp_path):
     header, rows, needles = BAD_FILES[case]
@@ -91,7 +97,8 @@ BAD_CONFIGS = {
     "hidden_size=-4": "hidden_size=-4 must be an integer >= 1",
     "n_layers=0": "n_layers=0 must be an integer >= 1",
     "MAX_ITEM_LIST_LENGTH=0": "MAX_ITEM_LIST_LENGTH=0 must be an integer >= 1",
-    "train_mode=bogus": "train_mode must be one of",
+    "train_mode=bogus": "train_mode='bogus' must be one of",
+    "loss_type=XE": "loss_type='XE' must be 'CE' or 'BPR'",
 }
 
 
@@ -102,8 +109,7 @@ def test_cli_config_out_of_range(model, setting, capsys, tiny_data):
     rc, err = _cli_in_process(capsys, f"--model={model}", "--dataset=tiny", f"--data_path={tiny_data['data_path']}",
                               *small, f"--{setting}")
     _assert_one_line_error(rc, err, BAD_CONFIGS[setting])
-    if not setting.startswith("train_mode"):
-        assert f"Invalid {model} config" in err and "Fix the value" in err
+    assert f"Invalid {model} config" in err and "Fix the value" in err
 
 
 def test_cli_errors_from_a_real_process(tmp_path):
@@ -178,11 +184,9 @@ def test_long_sequences_keep_the_most_recent_items(mode, tmp_path):
     assert tokens(row["item_id_list"][0]) == [24, 25, 26, 27, 28] and tokens(row["item_id"]) == [29]
     rows = _rows_of(dataset, train, "long")
     assert (rows["item_length"] <= 5).all()
-    last = rows["item_length"].argmax() if mode == "prefix" else -1
-    # the training row ending at item 28 holds items 23..27 (in whole_sequence, the last window)
-    ends = tokens(rows["item_id"])
-    k = ends.index(28)
-    assert tokens(rows["item_id_list"][k]) == [23, 24, 25, 26, 27], last
+    # the last training row (target 28; in whole_sequence the last window) holds items 23..27
+    k = tokens(rows["item_id"]).index(28)
+    assert tokens(rows["item_id_list"][k]) == [23, 24, 25, 26, 27]
     cfg = {"data_path": str(tmp_path / "data"), "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
            "epochs": 1, "hidden_size": 16, "train_batch_size": 64, "eval_batch_size": 64, "show_progress": False,
            "MAX_ITEM_LIST_LENGTH": 5, "train_mode": mode, "checkpoint_dir": str(tmp_path / "saved")}
@@ -341,16 +345,29 @@ def test_resume_rejects_wrong_checkpoints(capsys, tiny_data, tmp_path):
     run("LRURec", "tiny", config_dict=_run_cfg(tiny_data, tmp_path, "saved", epochs=1))
     (best,) = _checkpoints(str(tmp_path / "saved"))
     base = ["--dataset=tiny"] + [f"--{k}={v}" for k, v in _run_cfg(tiny_data, tmp_path, "other").items()
-                                 if k not in ("metrics", "topk")]
+                                 if k not in ("metrics", "topk", "hidden_size")]
     rc, err = _cli_in_process(capsys, "--model=LinRec", *base, f"--resume={best}")
     _assert_one_line_error(rc, err, "is a LRURec checkpoint", "--model=LRURec")
     rc, err = _cli_in_process(capsys, "--model=LRURec", *base, "--hidden_size=32", f"--resume={best}")
     _assert_one_line_error(rc, err, "does not fit the model", "the config the run was started with")
+    rc, err = _cli_in_process(capsys, "--model=LRURec", *base, "--hidden_size=16", "--hidden_size=32")
+    _assert_one_line_error(rc, err, "--hidden_size is given twice")
+    rc, err = _cli_in_process(capsys, "--model=LRURec", *base, "--hidden_size=16", f"--resume={best}")
+    assert rc == 0  # the right model and config resume
     rc, err = _cli_in_process(capsys, "--model=LRURec", *base, f"--resume={tmp_path / 'absent.pth'}")
     _assert_one_line_error(rc, err, "Checkpoint file not found")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pth")
     rc, err = _cli_in_process(capsys, "--model=LRURec", *base, f"--resume={tmp_path / 'plain.pth'}")
     _assert_one_line_error(rc, err, "not a RecBole training checkpoint")
+    torch.save({"config": _Payload(), "state_dict": {}}, tmp_path / "evil.pth")
+    rc, err = _cli_in_process(capsys, "--model=LRURec", *base, f"--resume={tmp_path / 'evil.pth'}")
+    _assert_one_line_error(rc, err, "Refusing to load")
+    assert not os.path.exists("pwned")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
 
 
 def test_resume_from_best_checkpoint_still_works(tiny_data, tmp_path):

@@ -124,7 +124,7 @@ class LRULayer(nn.Module):
         lam, gamma = self.eigenvalues()
         u = self._input(x, gamma)  # [T N]
         B, L = grid
-        u = u.new_zeros(B * L, self.state_size).index_copy(0, index, u).view(B, L, self.state_size)
+        u = u.new_zeros(B * L, self.state_size).index_copy_(0, index, u).view(B, L, self.state_size)
         h = lru_scan(lam, u, None, backend=self.backend)  # eq. 5 / Alg. 1
         return self._output(h.reshape(B * L, self.state_size).index_select(0, index), x), h
 

@@ -128,7 +128,7 @@ class LRURec(SequentialRecommender):
         for block in self.blocks:
             x, h = block.forward_packed(x, index, (B, L))
             states.append(h)
-        hidden = x.new_zeros(B * L, x.shape[-1]).index_copy(0, index, x).view(B, L, -1)
+        hidden = x.new_zeros(B * L, x.shape[-1]).index_copy_(0, index, x).view(B, L, -1)
         return hidden, states
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:

@@ -267,7 +267,7 @@ def test_backend_resolution(monkeypatch):
     monkeypatch.delenv(dispatch.ENV_VAR)
     monkeypatch.setattr(dispatch, "linear_attention_triton", None)
     assert dispatch.resolve_backend("auto", cuda) == "torch"
-    with pytest.raises(RuntimeError, match="pip install triton"):
+    with pytest.raises(RuntimeError, match="pip install"):
         dispatch.resolve_backend("triton", cpu)
 
 
@@ -303,7 +303,7 @@ def test_traces_under_torch_compile(causal):
     assert_close("compiled", fn(q, k, v, mask), linear_attention_ref(q, k, v, mask, causal), 1e-5)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 @given(
     B=st.integers(1, 3),
     H=st.integers(1, 3),

@@ -300,7 +300,7 @@ def test_auto_rules_on_cpu():
 def test_missing_triton_fails_cleanly(monkeypatch):
     monkeypatch.setattr(scan_mod, "lru_scan_triton", None)
     lam, x, mask = make_inputs(1, 3, 2, torch.complex64)
-    with pytest.raises(RuntimeError, match="pip install triton"):
+    with pytest.raises(RuntimeError, match=r"pip install -e \.\[triton\]"):
         lru_scan(lam, x, mask, backend="triton")
 
 
