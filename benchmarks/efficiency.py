@@ -288,12 +288,12 @@ def synthetic_counts(n_users, mean, rng):
 def read_summary(results_dir, dataset):
     path = os.path.join(results_dir, dataset, "summary.json")
     if not os.path.exists(path):
-        return None, f"{path} does not exist (the comparison run for {dataset} has not written it yet)"
+        return None, f"{os.path.relpath(path, REPO)} does not exist (the comparison run for {dataset} has not written it yet)"
     try:
         with open(path) as fh:
             return json.load(fh), None
     except (OSError, ValueError) as exc:
-        return None, f"{path} unreadable: {exc}"
+        return None, f"{os.path.relpath(path, REPO)} unreadable: {exc}"
 
 
 def summary_ratio(summary, summary_err, num_model, den_model, field):
@@ -313,7 +313,7 @@ def summary_ratio(summary, summary_err, num_model, den_model, field):
 
 
 def run_train_section(args, out, notes, details):
-    details["train"] = {"summaries": {}, "steps": {}}
+    details["train"] = {"summaries": {}}
     # (a) the comparison harness's full runs
     for dataset, (suffix, _, _) in DATASETS.items():
         summary, err = read_summary(args.results_dir, dataset)
@@ -338,6 +338,9 @@ def run_train_section(args, out, notes, details):
                 notes[key] = reason
 
     # (b) step times measured here
+    if args.train_summaries_only:
+        return
+    details["train"]["steps"] = {}
     rng = np.random.default_rng(0)
     for dataset, (suffix, n_catalogue, max_len) in DATASETS.items():
         if args.quick:
@@ -473,84 +476,91 @@ def run_incremental_catalogue(args, n_catalogue, tag, details):
             f"({row['per_step_ms_median']:.2f} ms/step median)")
 
     with torch.no_grad():
-        # LRURec
-        lru, cfg = build_model("LRURec", n_items, 200, hidden_size=d)
+        # LRURec: step() carries one complex state per block
+        lru, _ = build_model("LRURec", n_items, 200, hidden_size=d)
         lru.eval()
-        state = [lru.init_state(B)]
-
-        def lru_step(t):
-            _, state[0] = lru.step(ids[:, t], state[0])
-
-        lru_step(0)
-        state[0] = lru.init_state(B)
-        cpu, wall = time_loop(lru_step, T)
-        record("LRURec", cpu, wall)
         lru_dims = (d, lru.state_size, lru.inner_size, lru.n_layers)
-
-        # LinRec, causal
+        # LinRec, causal: step() carries the running sums of k v^T per layer
         lin, _ = build_model("LinRec", n_items, 200, hidden_size=d, n_heads=args.heads, inner_size=4 * d,
                              causal=True, train_mode="whole_sequence")
         lin.eval()
-        lstate = [lin.init_state(B)]
-
-        def lin_step(t):
-            _, lstate[0] = lin.step(ids[:, t], lstate[0])
-
-        lin_step(0)
-        lstate[0] = lin.init_state(B)
-        cpu, wall = time_loop(lin_step, T)
-        record("LinRec", cpu, wall)
-
-        # GRU4Rec: the GRU advanced one step, hidden state carried, then its dense layer and the scoring
+        # GRU4Rec: its GRU advanced one step with the hidden state carried, then its dense layer, then scoring
         gru, _ = build_model("GRU4Rec", n_items, 200, embedding_size=d, hidden_size=d, loss_type="CE")
         gru.eval()
-        hstate = [None]
-        W = gru.item_embedding.weight
+        states = {}
+
+        def lru_step(t):
+            _, states["LRURec"] = lru.step(ids[:, t], states["LRURec"])
+
+        def lin_step(t):
+            _, states["LinRec"] = lin.step(ids[:, t], states["LinRec"])
 
         def gru_step(t):
-            x = gru.emb_dropout(gru.item_embedding(ids[:, t : t + 1]))  # [B 1 E]
-            out, hstate[0] = gru.gru_layers(x, hstate[0])
-            seq_output = gru.dense(out[:, -1])
-            _ = seq_output @ W.t()
+            x = gru.emb_dropout(gru.item_embedding(ids[:, t: t + 1]))  # [B 1 E]
+            out, states["GRU4Rec"] = gru.gru_layers(x, states["GRU4Rec"])
+            _ = gru.dense(out[:, -1]) @ gru.item_embedding.weight.t()
 
-        gru_step(0)
-        hstate[0] = None
-        cpu, wall = time_loop(gru_step, T)
-        record("GRU4Rec", cpu, wall)
+        steppers = {"LRURec": (lru_step, lambda: lru.init_state(B)),
+                    "LinRec": (lin_step, lambda: lin.init_state(B)),
+                    "GRU4Rec": (gru_step, lambda: None)}
 
-        # SASRec: forward over the last <= L items, score the last position
+        # SASRec: its forward over the last <= L items, the last position scored
+        sasrecs = {}
         for L in args.sasrec_lengths:
             sas, _ = build_model("SASRec", n_items, L, hidden_size=d, n_heads=args.heads, inner_size=4 * d,
                                  loss_type="CE")
             sas.eval()
-            Ws = sas.item_embedding.weight
+            res.setdefault("sasrec_dims", (d, 4 * d, sas.n_layers))
 
-            def sas_at(t):
+            def sas_at(t, sas=sas, L=L):
                 hist = ids[:, max(0, t + 1 - L): t + 1]
                 lens = torch.full((B,), hist.shape[1], dtype=torch.long)
-                _ = sas.forward(hist, lens) @ Ws.t()
+                _ = sas.forward(hist, lens) @ sas.item_embedding.weight.t()
 
-            grid = sasrec_grid(min(L, T))
-            sas_at(grid[-1] - 1)  # warm-up
-            per_len = {}
-            for _ in range(args.repeats):
-                for ell in grid:  # round-robin over the grid
-                    c0, w0 = time.process_time(), time.perf_counter()
-                    sas_at(ell - 1)
-                    per_len.setdefault(ell, []).append((time.process_time() - c0, time.perf_counter() - w0))
-            cpu_at = np.interp(np.arange(1, L + 1), grid, [median([c for c, _ in per_len[e]]) for e in grid])
-            wall_at = np.interp(np.arange(1, L + 1), grid, [median([w for _, w in per_len[e]]) for e in grid])
+            sasrecs[L] = (sas_at, sasrec_grid(min(L, T)), {})
+
+        # warm-up, then rounds: a chunk of every stepping model's steps, one pass over every SASRec
+        # grid; interleaved so that all contenders run under the same machine load
+        for name, (fn, init) in steppers.items():
+            states[name] = init()
+            fn(0)
+            states[name] = init()
+        for sas_at, grid, _ in sasrecs.values():
+            sas_at(grid[-1] - 1)
+        per_step = {name: (np.zeros(T), np.zeros(T)) for name in steppers}
+        n_rounds = max(args.inc_rounds, args.grid_repeats)
+        bounds_t = np.linspace(0, T, args.inc_rounds + 1).astype(int)
+        for r in range(n_rounds):
+            if r < args.inc_rounds:
+                for name, (fn, _) in steppers.items():
+                    for t in range(bounds_t[r], bounds_t[r + 1]):
+                        w0, c0 = time.perf_counter(), time.process_time()
+                        fn(t)
+                        per_step[name][0][t] = time.process_time() - c0
+                        per_step[name][1][t] = time.perf_counter() - w0
+            if r < args.grid_repeats:
+                for sas_at, grid, per_len in sasrecs.values():
+                    for ell in grid:
+                        w0, c0 = time.perf_counter(), time.process_time()
+                        sas_at(ell - 1)
+                        per_len.setdefault(ell, []).append((time.process_time() - c0, time.perf_counter() - w0))
+        for name in steppers:
+            record(name, *per_step[name])
+
+        for L, (sas_at, grid, per_len) in sasrecs.items():
+            grid_cpu = [median([c for c, _ in per_len[e]]) for e in grid]
+            grid_wall = [median([w for _, w in per_len[e]]) for e in grid]
+            cpu_at = np.interp(np.arange(1, L + 1), grid, grid_cpu)
+            wall_at = np.interp(np.arange(1, L + 1), grid, grid_wall)
             hist_len = np.minimum(np.arange(1, T + 1), L)
             cpu, wall = cpu_at[hist_len - 1], wall_at[hist_len - 1]
-            # the first steps for real, as a check of the model
+            # the first steps for real, as a check of the sum
             n_check = min(T, args.inc_check_steps)
             ccpu, _ = time_loop(sas_at, n_check)
             check = float(np.sum(ccpu) / np.sum(cpu[:n_check])) if n_check else None
             record(f"SASRec-L{L}", cpu, wall, kind="modelled", extra={
-                "grid": grid, "grid_step_cpu_ms": [float(median([c for c, _ in per_len[e]]) * 1e3) for e in grid],
+                "grid": grid, "grid_step_cpu_ms": [c * 1e3 for c in grid_cpu], "grid_repeats": args.grid_repeats,
                 "check_steps": n_check, "check_measured_over_modelled": check})
-            res.setdefault("sasrec_dims", (d, 4 * d, sas.n_layers))
-            del sas
 
     # arithmetic bound: multiply-adds per user per step, the scoring included
     dd, n_state, inner, n_layers = lru_dims
@@ -597,7 +607,7 @@ def run_incremental_section(args, out, notes, details):
             out[f"incremental_time_ratio_{other.lower()}_over_lrurec{suffix}"] = ratio(
                 res["models"][other]["total_cpu_s"], lru_total)
     for L in (50, 200):
-        if L not in args.key_lengths.values():
+        if L not in [args.key_lengths.get(x, x) for x in args.sasrec_lengths]:
             notes[f"incremental_throughput_ratio_lrurec_over_sasrec_L{L}"] = f"L={L} not run (--sasrec-lengths)"
             out.setdefault(f"incremental_throughput_ratio_lrurec_over_sasrec_L{L}", None)
 
@@ -777,13 +787,13 @@ def run_long_section(args, out, notes, details):
                 return p[field]
         return None
 
-    top = max(args.long_lengths)
-    for other in ("SASRec", "LinRec", "LinRec-causal"):
+    for other in ("LRURec", "LinRec", "LinRec-causal"):
+        tag = other.lower().replace("-", "_")
         for N in args.long_lengths:
-            key = f"long_step_time_ratio_{other.lower().replace('-', '_')}_over_lrurec_N{N}"
-            out[key] = ratio(get(other, N, "step_cpu_s"), get("LRURec", N, "step_cpu_s"))
-        out[f"long_memory_ratio_{other.lower().replace('-', '_')}_over_lrurec_N{top}"] = ratio(
-            get(other, top, "peak_mem_mb"), get("LRURec", top, "peak_mem_mb"))
+            out[f"long_step_time_ratio_{tag}_over_sasrec_N{N}"] = ratio(get(other, N, "step_cpu_s"),
+                                                                        get("SASRec", N, "step_cpu_s"))
+            out[f"long_memory_ratio_{tag}_over_sasrec_N{N}"] = ratio(get(other, N, "peak_mem_mb"),
+                                                                     get("SASRec", N, "peak_mem_mb"))
     plot_long(args, points)
 
     # the attention layer alone at hidden 128, 8 heads, batch 32: from bench_linear_attention.py if it ran
@@ -965,14 +975,24 @@ def run_floor_section(args, out, notes, details):
                 if i > 0:
                     times[name].append(c.cpu)
         r = {k: median(v) for k, v in times.items()}
+        paired = [a / b for a, b in zip(times["LRURec"], times["floor"])]  # same batch, same moment
+        paired_grid = [a / b for a, b in zip(times["LRURec_padded_grid"], times["floor"])]
+        # multiply-adds of the matrix products (forward + the two of the backward), per real position
+        d = args.hidden
+        per_block = 2 * d * 2 * lru.state_size + 2 * d * lru.inner_size
         res[dataset] = {"batch": args.train_batch, "max_len": max_len, "n_items": n_catalogue,
                         "step_cpu_s": r, "mean_real_positions": float(np.mean(whole_rows)),
-                        "repeats": args.floor_repeats}
+                        "repeats": args.floor_repeats, "paired_ratios": paired,
+                        "ratio_median_of_pairs": median(paired),
+                        "n_layers": lru.n_layers, "hidden": d,
+                        "macs_per_real_position": {"scoring": 3 * d * n_items,
+                                                   "encoder_matmuls": 3 * lru.n_layers * per_block}}
         key = f"lrurec_train_step_over_floor_{suffix}" if suffix == "video" else "lrurec_train_step_over_floor_L200"
-        out[key] = ratio(r["LRURec"], r["floor"])
-        out[f"lrurec_padded_grid_step_over_floor_{suffix}"] = ratio(r["LRURec_padded_grid"], r["floor"])
+        out[key] = median(paired)
+        out[f"lrurec_padded_grid_step_over_floor_{suffix}"] = median(paired_grid)
         log(f"  floor {dataset}: floor {r['floor']:.3f} s, LRURec {r['LRURec']:.3f} s, "
-            f"LRURec on the padded grid {r['LRURec_padded_grid']:.3f} s (cpu)")
+            f"LRURec on the padded grid {r['LRURec_padded_grid']:.3f} s (cpu); LRURec/floor per batch "
+            f"{min(paired):.2f}..{max(paired):.2f}, median {median(paired):.2f}")
         if dataset == "ml-1m-pos4":
             res["profile"] = profile_lrurec_step(lru, batches[1], args)
         del lru
@@ -1000,25 +1020,26 @@ def profile_lrurec_step(model, inter, args):
             "calls": e.count} for e in top]
 
     # anomaly mode (RecBole's sine.py switches it on at import): where aten::ne / aten::any come from
-    was = torch.is_anomaly_enabled()
-    torch.autograd.set_detect_anomaly(True, check_nan=True)
-    try:
-        import warnings
+    import warnings
 
+    was = torch.is_anomaly_enabled()
+    t_on, t_off = [], []
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            step()
-            with Clock() as c_on:
-                step()
+            for _ in range(args.anomaly_repeats):  # alternate, so both see the same load
+                for mode, acc in ((True, t_on), (False, t_off)):
+                    torch.autograd.set_detect_anomaly(mode)
+                    with Clock() as c:
+                        step()
+                    acc.append(c.cpu)
+            torch.autograd.set_detect_anomaly(True)
             with profile(activities=[ProfilerActivity.CPU]) as prof_on:
                 step()
     finally:
         torch.autograd.set_detect_anomaly(was)
-    with Clock() as c_off:
-        step()
-    parents, ne_any_us, total_on = {}, 0.0, 0.0
+    parents, ne_any_us = {}, 0.0
     for e in prof_on.events():
-        total_on += e.self_cpu_time_total if e.cpu_parent is None else 0.0
         if e.name in ("aten::ne", "aten::any"):
             ne_any_us += e.self_cpu_time_total
             chain = []
@@ -1032,7 +1053,7 @@ def profile_lrurec_step(model, inter, args):
     return {
         "top_ops": ops, "total_self_cpu_ms": total / 1e3,
         "anomaly_mode": {
-            "step_cpu_s_on": c_on.cpu, "step_cpu_s_off": c_off.cpu,
+            "step_cpu_s_on": median(t_on), "step_cpu_s_off": median(t_off), "repeats": args.anomaly_repeats,
             "ne_any_share_of_step_when_on": ne_any_us / on_total if on_total else None,
             "ne_any_parents": dict(sorted(parents.items(), key=lambda kv: -kv[1])[:12]),
             "enabled_in_this_process_before": was,
@@ -1147,6 +1168,12 @@ def render_markdown(result):
         for p in lg["points"]:
             lines.append(f"| {p['model']} | {p['N']} | {fmt(p.get('step_cpu_s'))} | {fmt(p.get('peak_mem_mb'), '{:.0f}')} | "
                          f"{p['status']}{': ' + p['reason'] if p.get('reason') else ''} |")
+        lines += ["", "| ratio over SASRec | " + " | ".join(f"N={p}" for p in sorted({p['N'] for p in lg['points']}))
+                  + " |", "|---|" + "---|" * len({p['N'] for p in lg['points']})]
+        for tag in ("lrurec", "linrec", "linrec_causal"):
+            for kind in ("step_time", "memory"):
+                vals = [out.get(f"long_{kind}_ratio_{tag}_over_sasrec_N{n}") for n in sorted({p['N'] for p in lg['points']})]
+                lines.append(f"| {tag} {kind.replace('_', ' ')} | " + " | ".join(fmt(v) for v in vals) + " |")
         src = det.get("linear_attention_source", {})
         lines += ["", f"Attention layer alone (LinRec vs softmax, N=2000): "
                       f"{'from ' + src['file'] if src.get('file') else 'measured here'} "
@@ -1159,14 +1186,17 @@ def render_markdown(result):
                   "against all items (+ item bias), cross-entropy; forward + backward, same batches as LRURec. "
                   "`LRURec_padded_grid` runs the same LRURec layers on the whole padded (B, L) grid, i.e. the "
                   "encoder before it was changed to run its per-position layers on the real positions only.", "",
-                  "| dataset | floor (s) | LRURec (s) | LRURec, padded grid (s) | LRURec/floor | mean real positions |",
+                  "LRURec/floor is the median over the batches of the ratio on the same batch (each pair timed back "
+                  "to back, so a change of machine load cancels); the range is over the batches.", "",
+                  "| dataset | floor (s) | LRURec (s) | LRURec, padded grid (s) | LRURec/floor (range) | mean real positions |",
                   "|---|---|---|---|---|---|"]
         for ds, r in fl.items():
             if ds == "profile":
                 continue
             s = r["step_cpu_s"]
             lines.append(f"| {ds} (B={r['batch']}, L={r['max_len']}, {r['n_items']} items) | {fmt(s['floor'])} | "
-                         f"{fmt(s['LRURec'])} | {fmt(s['LRURec_padded_grid'])} | {fmt(ratio(s['LRURec'], s['floor']))} | "
+                         f"{fmt(s['LRURec'])} | {fmt(s['LRURec_padded_grid'])} | {fmt(r['ratio_median_of_pairs'])} "
+                         f"({fmt(min(r['paired_ratios']))}..{fmt(max(r['paired_ratios']))}) | "
                          f"{r['mean_real_positions']:.1f} of {r['max_len']} |")
         prof = fl.get("profile")
         if prof:
@@ -1176,14 +1206,19 @@ def render_markdown(result):
             for o in prof["top_ops"]:
                 lines.append(f"| `{o['op']}` | {o['self_cpu_ms']:.1f} | {o['share'] * 100:.1f}% | {o['calls']} |")
             am = prof["anomaly_mode"]
-            lines += ["", f"With autograd anomaly mode on, the same step takes {fmt(am['step_cpu_s_on'])} s "
-                          f"(off: {fmt(am['step_cpu_s_off'])} s); `aten::ne` + `aten::any` are "
+            lines += ["", f"Autograd anomaly mode (switched on for the whole process by RecBole's "
+                          f"`recbole/model/sequential_recommender/sine.py` at import; `recbole_lru.compat.no_anomaly_mode` "
+                          f"switches it off again): with it on, the same step takes {fmt(am['step_cpu_s_on'])} s "
+                          f"(off: {fmt(am['step_cpu_s_off'])} s, medians of {am['repeats']} alternated); "
+                          f"under the profiler `aten::ne` + `aten::any` are "
                           f"{fmt((am['ne_any_share_of_step_when_on'] or 0) * 100, '{:.0f}')}% of it, called from: "
                       + ", ".join(f"`{k}` x{v}" for k, v in am["ne_any_parents"].items()) + "."]
         lines.append("")
 
     if result.get("findings"):
-        lines += ["## Findings", ""] + [f"- {f}" for f in result["findings"]] + [""]
+        lines += ["## Targets missed or not measured", ""] + [f"- {f}" for f in result["findings"]] + [""]
+    if result.get("observations"):
+        lines += ["## Observations", ""] + [f"- {f}" for f in result["observations"]] + [""]
     if notes:
         lines += ["## Notes", ""] + [f"- `{k}`: {v}" for k, v in notes.items()] + [""]
     return "\n".join(lines)
@@ -1214,14 +1249,73 @@ def findings(result):
         elif key == "lrurec_train_step_over_floor_L200" and v is not None:
             fl = det.get("floor", {}).get("ml-1m-pos4", {})
             s = fl.get("step_cpu_s", {})
-            f.append(f"`{key}` = {v:.2f} > {thr}: floor {fmt(s.get('floor'))} s vs LRURec {fmt(s.get('LRURec'))} s; "
-                     f"the rest is the encoder (2 blocks: projections, PFFN, 7 dropout masks, the scan over the "
-                     f"padded grid), see the profile.")
+            macs = fl.get("macs_per_real_position", {})
+            share = ratio(macs.get("encoder_matmuls"), macs.get("scoring"))
+            f.append(f"`{key}` = {v:.2f} > {thr}: floor {fmt(s.get('floor'))} s vs LRURec {fmt(s.get('LRURec'))} s "
+                     f"(on the padded grid, before the encoder ran its per-position layers on the real positions "
+                     f"only: {fmt(s.get('LRURec_padded_grid'))} s). The encoder's matrix products alone are "
+                     f"{fmt(share * 100 if share else None, '{:.0f}')}% of the scoring's multiply-adds per real "
+                     f"position (B, C and the PFFN of {det['floor']['ml-1m-pos4'].get('n_layers', 2)} blocks at hidden "
+                     f"{det['floor']['ml-1m-pos4'].get('hidden')} against {fl.get('n_items')} scored items); with its "
+                     f"7 dropout masks (bernoulli), 5 LayerNorms, GELU and the scan on top, a ratio near 1.5 is "
+                     f"close to what the arithmetic allows on this CPU (per-batch range "
+                     f"{fmt(min(fl.get('paired_ratios') or [0]))}..{fmt(max(fl.get('paired_ratios') or [0]))}).")
         elif v is None:
             f.append(f"`{key}` not measured: {out['notes'].get(key, 'section skipped')}.")
         else:
             f.append(f"`{key}` = {v:.3g} misses {op} {thr}.")
     return f
+
+
+def observations(result):
+    """The main measured facts beside the targets, in numbers."""
+    out, det, obs = result, result["details"], []
+    fl = det.get("floor", {})
+    prof = fl.get("profile")
+    if prof:
+        am = prof["anomaly_mode"]
+        obs.append(f"Autograd anomaly mode, which RecBole's sine.py switches on for the whole process at import, "
+                   f"costs {fmt(ratio(am['step_cpu_s_on'], am['step_cpu_s_off']))}x on LRURec's training step "
+                   f"({fmt(am['step_cpu_s_on'])} s vs {fmt(am['step_cpu_s_off'])} s): it runs isnan + any over every "
+                   f"backward output, which is where the aten::ne / aten::any calls came from "
+                   f"({fmt((am['ne_any_share_of_step_when_on'] or 0) * 100, '{:.0f}')}% of the step under the "
+                   f"profiler). The plugin switches it off again at import (recbole_lru.compat.no_anomaly_mode).")
+        bern = next((o for o in prof["top_ops"] if o["op"] == "aten::bernoulli_"), None)
+        if bern:
+            ml = fl.get("ml-1m-pos4", {})
+            frac = ml.get("mean_real_positions", 0) / ml.get("max_len", 1)
+            obs.append(f"Dropout masks: aten::bernoulli_ is {bern['share'] * 100:.0f}% of LRURec's step "
+                       f"({bern['calls']} masks); they are drawn at the real positions only "
+                       f"({frac * 100:.0f}% of the padded grid on ml-1m-pos4). Drawing them as rand() < p would "
+                       f"halve their cost again, at the price of a different random stream than nn.Dropout.")
+    for ds, r in fl.items():
+        if ds == "profile":
+            continue
+        s_ = r["step_cpu_s"]
+        obs.append(f"{ds}: running embedding, projections, dropout, LayerNorm and PFFN on the real positions only "
+                   f"({r['mean_real_positions']:.1f} of {r['max_len']} on average) instead of the padded grid: "
+                   f"{fmt(s_['LRURec_padded_grid'])} s -> {fmt(s_['LRURec'])} s per step "
+                   f"({fmt(ratio(s_['LRURec_padded_grid'], s_['LRURec']))}x).")
+    tr = det.get("train", {}).get("steps", {})
+    for ds, st in tr.items():
+        rows = st["rows"]
+        obs.append(f"{ds}: one epoch of SASRec on RecBole's prefix rows ({st['prefix_rows']} rows) is estimated at "
+                   f"{fmt(rows['SASRec']['epoch_estimate_s'])} s vs {fmt(rows['LRURec']['epoch_estimate_s'])} s for "
+                   f"LRURec whole-sequence ({st['whole_sequence_rows']} windows) and "
+                   f"{fmt(rows['SASRecWS']['epoch_estimate_s'])} s for SASRecWS; per step SASRecWS/LRURec = "
+                   f"{fmt(ratio(rows['SASRecWS']['step_cpu_s'], rows['LRURec']['step_cpu_s']))}.")
+    inc = det.get("incremental", {})
+    ml = inc.get("ml-1m-pos4")
+    if ml and "LRURec" in ml.get("models", {}):
+        m = ml["models"]
+        obs.append(f"Incremental, ml-1m-pos4 catalogue: LRURec {m['LRURec']['per_step_ms_median']:.2f} ms per step for "
+                   f"{ml['batch']} users vs GRU4Rec {m['GRU4Rec']['per_step_ms_median']:.2f} ms and causal LinRec "
+                   f"{m['LinRec']['per_step_ms_median']:.2f} ms; against SASRec the measured ratios sit at "
+                   + ", ".join(f"{fmt(out.get(f'incremental_measured_over_bound_L{L}'))}x the multiply-add bound "
+                               f"(L={L}, bound {fmt(out.get(f'incremental_bound_ratio_steady_L{L}'))}x per step)"
+                               for L in (50, 200) if out.get(f"incremental_measured_over_bound_L{L}") is not None)
+                   + " (attention's softmax, masks and copies are not multiply-adds).")
+    return obs
 
 
 # ================================================================================================ main
@@ -1233,6 +1327,10 @@ def parse_args(argv=None):
                    help="where the comparison summaries and linear_attention_benchmark.json are read")
     p.add_argument("--data-path", default=os.path.abspath(os.path.join(REPO, "..", "shared", "datasets")))
     p.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {','.join(SECTIONS)}")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the keys of an existing <out>/efficiency.json for everything this run does not measure")
+    p.add_argument("--train-summaries-only", action="store_true",
+                   help="in the train section, only read the comparison summaries (no step timing)")
     p.add_argument("--repeats", type=int, help="timed repeats per measurement (default 3, quick 1)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--heads", type=int, default=2, help="attention heads of SASRec / LinRec (RecBole's SASRec: 2)")
@@ -1240,17 +1338,20 @@ def parse_args(argv=None):
     p.add_argument("--inc-batch", type=int, default=128)
     p.add_argument("--inc-steps", type=int, default=2048)
     p.add_argument("--inc-check-steps", type=int, default=64, help="SASRec steps run for real as a check")
+    p.add_argument("--inc-rounds", type=int, default=8, help="chunks the stepping models' steps are run in")
+    p.add_argument("--grid-repeats", type=int, default=8, help="timed passes over each SASRec history-length grid")
     p.add_argument("--sasrec-lengths", type=int, nargs="+", default=[50, 200])
     p.add_argument("--skip-video-incremental", action="store_true")
     p.add_argument("--step-repeats", type=int, default=100)
-    p.add_argument("--long-lengths", type=int, nargs="+", default=[50, 200, 1000, 4000])
+    p.add_argument("--long-lengths", type=int, nargs="+", default=[50, 200, 1000, 2000, 4000])
     p.add_argument("--long-batch", type=int, default=8)
     p.add_argument("--long-items", type=int, default=DATASETS["ml-1m-pos4"][1])
     p.add_argument("--long-repeats", type=int, default=2)
     p.add_argument("--memory-budget-gb", type=float, default=8.0)
     p.add_argument("--point-timeout", type=float, default=600)
-    p.add_argument("--floor-repeats", type=int, default=5)
+    p.add_argument("--floor-repeats", type=int, default=9)
     p.add_argument("--profile-top", type=int, default=15)
+    p.add_argument("--anomaly-repeats", type=int, default=3)
     p.add_argument("--_long-point", nargs=2, metavar=("MODEL", "N"), help=argparse.SUPPRESS)
     p.add_argument("--_attn-point", nargs=3, metavar=("IMPL", "N", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -1261,18 +1362,20 @@ def parse_args(argv=None):
         args.inc_steps = min(args.inc_steps, 24)
         args.inc_batch = min(args.inc_batch, 8)
         args.inc_check_steps = min(args.inc_check_steps, 8)
+        args.inc_rounds, args.grid_repeats = 2, 1
         args.train_batch = min(args.train_batch, 16)
         if args.sasrec_lengths == [50, 200]:
             args.sasrec_lengths = [8, 16]
             args.key_lengths = {8: 50, 16: 200}
         args.step_repeats = min(args.step_repeats, 5)
-        args.long_lengths = [16, 64] if args.long_lengths == [50, 200, 1000, 4000] else args.long_lengths
+        args.long_lengths = [16, 64] if args.long_lengths == [50, 200, 1000, 2000, 4000] else args.long_lengths
         args.long_batch = min(args.long_batch, 2)
         args.long_items = min(args.long_items, 300)
         args.long_repeats = 1
         args.floor_repeats = 1
         args.hidden = min(args.hidden, 16)
         args.profile_top = min(args.profile_top, 8)
+        args.anomaly_repeats = 1
     args.repeats = args.repeats or 3
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = args.skip - set(SECTIONS)
@@ -1305,8 +1408,7 @@ def main(argv=None):
 
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    out = {key: None for key in HEADLINE_KEYS}
-    notes, details = {}, {}
+    out, notes, details = {}, {}, {}
     result = {"machine": machine_info(), "command": "python " + " ".join(
         [os.path.relpath(os.path.abspath(__file__), REPO)] + (sys.argv[1:] if argv is None else list(argv))),
         "git_commit": git_commit(), "quick": args.quick}
@@ -1324,11 +1426,34 @@ def main(argv=None):
         s0 = time.perf_counter()
         sections[name](args, out, notes, details)
         timings[name] = time.perf_counter() - s0
+    json_path = os.path.join(args.out, "efficiency.json")
+    if args.merge and os.path.exists(json_path):
+        with open(json_path) as fh:
+            prev = json.load(fh)
+        merged = {k: v for k, v in prev.items() if k not in META_KEYS}
+        merged.update(out)
+        prev_notes = {k: v for k, v in (prev.get("notes") or {}).items() if k not in out}
+        prev_notes.update({k: v for k, v in notes.items() if k not in merged or merged[k] is None})
+        out, notes = merged, prev_notes
+        merged_details = prev.get("details") or {}
+        for k, v in details.items():
+            if isinstance(v, dict) and isinstance(merged_details.get(k), dict):
+                merged_details[k].update(v)
+            else:
+                merged_details[k] = v
+        details = merged_details
+        result["previous_runs"] = (prev.get("previous_runs") or []) + [
+            {"command": prev.get("command"), "git_commit": prev.get("git_commit"),
+             "sections": sorted((prev.get("section_seconds") or {}).keys())}]
     for key in HEADLINE_KEYS:
-        if out.get(key) is None and key not in notes:
+        out.setdefault(key, None)
+        if out[key] is None and key not in notes:
             notes[key] = "not measurable in this run"
+    notes = {k: v for k, v in notes.items() if out.get(k) is None or k.startswith("lrurec_step_time")
+             or "quick" in v or "synthetic" in v}
     result["machine"]["load_average_end"] = list(os.getloadavg())
-    result.update({k: v for k, v in out.items()})
+    result.update({k: out[k] for k in HEADLINE_KEYS})
+    result.update({k: v for k, v in out.items() if k not in HEADLINE_KEYS})
     result["notes"] = notes
     result["section_seconds"] = timings
     result["total_seconds"] = time.perf_counter() - t0
@@ -1336,7 +1461,9 @@ def main(argv=None):
     result["targets"] = {key: {"op": op, "threshold": thr, "status": check_target(out.get(key), op, thr)}
                          for key, op, thr, _ in TARGETS}
     result["findings"] = findings(result)
-    with open(os.path.join(args.out, "efficiency.json"), "w") as fh:
+    result["observations"] = observations(result)
+    compact_series(details)
+    with open(json_path, "w") as fh:
         json.dump(_jsonable(result), fh, indent=1)
     with open(os.path.join(args.out, "efficiency.md"), "w") as fh:
         fh.write(render_markdown(result))
@@ -1351,9 +1478,28 @@ def _section_of(key):
         return "train"
     if key.startswith(("incremental", "lrurec_step_time")):
         return "incremental"
-    if key.startswith("linrec_over"):
+    if key.startswith(("linrec_", "long_")):
         return "long"
     return "floor"
+
+
+META_KEYS = ("machine", "command", "git_commit", "quick", "notes", "section_seconds", "total_seconds", "details",
+             "targets", "findings", "observations", "previous_runs")
+
+
+def compact_series(details, every=32):
+    """Keep the cumulative-time series of the incremental section at steps 1..64, every ``every``-th
+    step and the last one (the plot is drawn from the full series before this)."""
+    for res in (details.get("incremental") or {}).values():
+        for row in (res.get("models") or {}).values() if isinstance(res, dict) else ():
+            if "cum_steps" in row:
+                continue
+            T = len(row["cum_cpu_s"])
+            steps = sorted({*range(1, min(64, T) + 1), *range(every, T + 1, every), T})
+            row["cum_steps"] = steps
+            for key in ("cum_cpu_s", "cum_wall_s"):
+                row[key] = [round(row[key][t - 1], 6) for t in steps]
+    return details
 
 
 def _jsonable(obj):

@@ -231,8 +231,11 @@ def parse_models(text) -> list[ModelEntry]:
             elif model in registry.MODELS:
                 entry.overrides["train_mode"] = regime
                 if model == "LinRec" and regime == "whole_sequence":
-                    # every-position training needs the causal form of LinRec's attention
+                    # every-position training needs the causal form of LinRec's attention, and one
+                    # row per user window needs the paper's batch of 128 rows (RecBole's default
+                    # 2048 would leave about one update per epoch on small sets)
                     entry.overrides["causal"] = True
+                    entry.overrides.setdefault("train_batch_size", 128)
             elif regime == "whole_sequence":
                 entry.error = (f"{model} has no whole_sequence training regime (only the plugin's "
                                f"{', '.join(registry.MODELS)} and SASRec:whole_sequence have one)")

@@ -149,7 +149,8 @@ def test_model_entries_and_regimes():
                         "LinRec:whole_sequence", "BPR:whole_sequence", "SASRec"]
     assert by["LRURec:prefix"].overrides == {"train_mode": "prefix"}
     assert by["SASRec:whole_sequence"].model == "SASRecWS"
-    assert by["LinRec:whole_sequence"].overrides == {"train_mode": "whole_sequence", "causal": True}
+    assert by["LinRec:whole_sequence"].overrides == {"train_mode": "whole_sequence", "causal": True,
+                                                     "train_batch_size": 128}
     assert by["BPR:whole_sequence"].error and by["SASRec"].error is None
     with pytest.raises(ValueError):
         compare.parse_models("LRURec:sideways")
