@@ -1,10 +1,9 @@
 """LinRec: padding invariance, causal incremental inference == full forward, learning, drop-in use."""
 import pytest
 import torch
-from recbole.data.interaction import Interaction
 
 from conftest import build_model
-from test_lrurec import _batch, _synthetic
+from test_lrurec import _batch, train_and_recall_synthetic
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -73,25 +72,8 @@ def test_learns_synthetic_task_whole_sequence():
     m = build_model("LinRec", n_items=n_items, hidden_size=32, n_heads=2, inner_size=64,
                     hidden_dropout_prob=0.0, attn_dropout_prob=0.0, causal=True,
                     train_mode="whole_sequence", MAX_ITEM_LIST_LENGTH=L)
-    train = _synthetic(512, L, n_items, seed=1)
-    test = _synthetic(256, L, n_items, seed=2)
     opt = torch.optim.Adam(m.parameters(), lr=5e-3)
-    for epoch in range(30):
-        for i in range(0, len(train), 64):
-            s = train[i: i + 64]
-            lens = torch.randint(2, L + 1, (len(s),))
-            seq = s[:, :L].clone()
-            seq[torch.arange(L)[None, :] >= lens[:, None]] = 0
-            batch = Interaction({"item_id_list": seq, "item_length": lens,
-                                 "item_id": s.gather(1, lens[:, None]).squeeze(1)})
-            opt.zero_grad()
-            m.calculate_loss(batch).backward()
-            opt.step()
-    m.eval()
-    with torch.no_grad():
-        scores = m.full_sort_predict(Interaction({"item_id_list": test[:, :L], "item_length": torch.full((256,), L)}))
-        scores[:, 0] = -float("inf")
-        recall = (scores.topk(10, dim=1).indices == test[:, L:L + 1]).any(1).float().mean().item()
+    recall = train_and_recall_synthetic(m, opt, n_items, L)
     assert recall >= 0.9, recall
 
 

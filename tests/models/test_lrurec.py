@@ -125,18 +125,15 @@ def _synthetic(n_seqs, L, n_items, seed):
     return seqs
 
 
-def test_learns_synthetic_task_whole_sequence():
-    torch.manual_seed(0)
-    n_items, L = 25, 12
-    m = build_model("LRURec", n_items=n_items, hidden_size=32, hidden_dropout_prob=0.0,
-                    train_mode="whole_sequence", MAX_ITEM_LIST_LENGTH=L)
+def train_and_recall_synthetic(m, opt, n_items, L, epochs=30):
+    """Train ``m`` whole-sequence on the synthetic task (varied lengths, right padding) and return
+    its Recall@10 for the next item on held-out sequences."""
     train = _synthetic(512, L, n_items, seed=1)
     test = _synthetic(256, L, n_items, seed=2)
-    opt = torch.optim.AdamW(m.optimizer_param_groups(0.0), lr=5e-3)
-    for epoch in range(30):
+    for epoch in range(epochs):
         for i in range(0, len(train), 64):
             s = train[i: i + 64]
-            lens = torch.randint(2, L + 1, (len(s),))  # varied lengths, right padding
+            lens = torch.randint(2, L + 1, (len(s),))
             seq = s[:, :L].clone()
             seq[torch.arange(L)[None, :] >= lens[:, None]] = 0
             batch = Interaction({"item_id_list": seq, "item_length": lens,
@@ -150,5 +147,14 @@ def test_learns_synthetic_task_whole_sequence():
         scores = m.full_sort_predict(Interaction({"item_id_list": test[:, :L], "item_length": lens}))
         scores[:, 0] = -float("inf")
         top10 = scores.topk(10, dim=1).indices
-        recall = (top10 == test[:, L:L + 1]).any(1).float().mean().item()
+        return (top10 == test[:, L:L + 1]).any(1).float().mean().item()
+
+
+def test_learns_synthetic_task_whole_sequence():
+    torch.manual_seed(0)
+    n_items, L = 25, 12
+    m = build_model("LRURec", n_items=n_items, hidden_size=32, hidden_dropout_prob=0.0,
+                    train_mode="whole_sequence", MAX_ITEM_LIST_LENGTH=L)
+    opt = torch.optim.AdamW(m.optimizer_param_groups(0.0), lr=5e-3)
+    recall = train_and_recall_synthetic(m, opt, n_items, L)
     assert recall >= 0.9, recall
