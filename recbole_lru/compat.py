@@ -30,6 +30,7 @@ __all__ = [
     "apply",
     "load_checkpoint",
     "save_checkpoint",
+    "atomic_write",
     "UnsafeCheckpointError",
     "checkpoint_safe_globals",
 ]
@@ -156,15 +157,19 @@ def convert_checkpoint(src, dst=None) -> str:
     return dst
 
 
-def save_checkpoint(obj, path, **kwargs) -> None:
-    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
+def atomic_write(path, write, binary: bool = True) -> None:
+    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place, so a
+    crash mid-write never leaves a truncated file (and no temporary file stays behind)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh, **kwargs)
+        umask = os.umask(0)  # mkstemp makes the file 0600: give it the permissions open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -172,6 +177,11 @@ def save_checkpoint(obj, path, **kwargs) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def save_checkpoint(obj, path, **kwargs) -> None:
+    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
+    atomic_write(path, lambda fh: torch.save(obj, fh, **kwargs))
 
 
 class _TorchForRecBole(types.ModuleType):
