@@ -394,6 +394,10 @@ def _metrics(result) -> dict:
     return {str(k).lower(): json_safe(float(v)) for k, v in (result or {}).items()}
 
 
+class _TimeBudgetReached(Exception):
+    """Raised before an epoch that would end past the model's training-time budget."""
+
+
 def _run_model(spec: dict, out: dict) -> None:
     """Train, validate and test one model; fills ``out`` as it goes so a failure keeps what ran."""
     import warnings
@@ -447,8 +451,15 @@ def _run_model(spec: dict, out: dict) -> None:
 
     train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
 
+    budget = spec.get("time_budget")
+
     def timed_train_epoch(*args, **kwargs):
         t = time.perf_counter()
+        if budget and epoch_seconds:
+            # stop at an epoch boundary when the next epoch (and its validation) would overrun
+            per_epoch = (sum(epoch_seconds) + sum(valid_seconds)) / len(epoch_seconds)
+            if t - clock["fit_start"] + per_epoch > budget:
+                raise _TimeBudgetReached()
         result = train_epoch(*args, **kwargs)
         epoch_seconds.append(time.perf_counter() - t)
         return result
@@ -459,6 +470,7 @@ def _run_model(spec: dict, out: dict) -> None:
         now = time.perf_counter()
         valid_seconds.append(now - t)
         metrics = _metrics(result)
+        clock["last_valid"] = metrics
         curve.append({
             "seconds": now - clock["fit_start"],
             "epoch": len(epoch_seconds) - 1,
@@ -480,14 +492,22 @@ def _run_model(spec: dict, out: dict) -> None:
             # the best weights stay in memory: no checkpoint file is written or read back
             best_state.clear()
             best_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            clock["best_valid"] = clock.get("last_valid")
 
     trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, timed_valid_epoch
     clock["fit_start"] = time.perf_counter()
-    best_score, best_valid = trainer.fit(train_data, valid_data, saved=False,
-                                         show_progress=config["show_progress"], callback_fn=on_validation)
+    try:
+        best_score, best_valid = trainer.fit(train_data, valid_data, saved=False,
+                                             show_progress=config["show_progress"], callback_fn=on_validation)
+        best_valid = _metrics(best_valid)
+        out["stopped_by"] = "early_stopping" if len(epoch_seconds) < config["epochs"] else "epoch_cap"
+    except _TimeBudgetReached:
+        best_score, best_valid = trainer.best_valid_score, clock.get("best_valid") or {}
+        out["stopped_by"] = "time_budget"
+        print(f"time budget of {budget:g} s reached after {len(epoch_seconds)} epochs", flush=True)
     out["fit_seconds"] = time.perf_counter() - clock["fit_start"]
     out["epochs_run"] = len(epoch_seconds)
-    out["best_valid"] = _metrics(best_valid)
+    out["best_valid"] = best_valid
     out["best_valid_score"] = json_safe(float(best_score))
     best = [c for c in curve if c["is_best"]]
     if best:
@@ -544,7 +564,8 @@ def _log_tail(path: str, n: int = 6) -> str:
 
 
 def run_worker(entry: ModelEntry, dataset: str, config: dict, data_dir: str | None, log_path: str,
-               timeout: float | None = None, threads: int | None = None) -> dict:
+               timeout: float | None = None, threads: int | None = None,
+               time_budget: float | None = None) -> dict:
     """Run one model in a fresh process (its cwd a temporary folder); returns its result dict."""
     work = tempfile.mkdtemp(prefix=f"recbole-compare-{safe_name(entry.name)}-")
     try:
@@ -555,6 +576,7 @@ def run_worker(entry: ModelEntry, dataset: str, config: dict, data_dir: str | No
             "data_dir": data_dir,
             "result_path": os.path.join(work, "result.json"),
             "threads": threads,
+            "time_budget": time_budget,
         }
         spec_path = os.path.join(work, "spec.json")
         atomic_write_json(spec_path, spec)
@@ -644,7 +666,9 @@ def render_markdown(summary: dict) -> str:
         lines.append(
             f"Leave-one-out, full ranking{', history masked' if proto.get('mask_history') else ''}; "
             f"max length {proto.get('MAX_ITEM_LIST_LENGTH')}; early stopping on {proto.get('valid_metric')} "
-            f"(patience {proto.get('stopping_step')}, at most {proto.get('epochs')} epochs)"
+            f"(patience {proto.get('stopping_step')}, at most {proto.get('epochs')} epochs"
+            + (f" and {proto['time_budget_s']:g} s of training per model" if proto.get("time_budget_s") else "")
+            + ")"
             + (f"; QUICK run (one epoch, at most {proto.get('quick_users')} users with their last "
                f"{proto.get('quick_items')} interactions)" if proto.get("quick") else "")
             + "."
@@ -668,7 +692,8 @@ def render_markdown(summary: dict) -> str:
             f"{name}*" if name in other_protocol else name,
             row.get("regime") or "–",
             *(_fmt(test.get(k)) for k in METRIC_KEYS),
-            _fmt(row.get("epochs_to_best"), "{}"),
+            _fmt(row.get("epochs_to_best"), "{}")
+            + (f" of {row['epochs_run']}, time budget" if row.get("stopped_by") == "time_budget" else ""),
             _fmt(row.get("seconds_to_best"), "{:.1f}"),
             _fmt(row.get("seconds_per_epoch"), "{:.2f}"),
             _fmt_params(row.get("params")),
@@ -788,7 +813,7 @@ def _make_row(entry, result, protocol, shared, run_info, wall, log_rel) -> dict:
     row["test"].update(result.get("test") or {})
     row["best_valid"].update(result.get("best_valid") or {})
     for key in ("epochs_to_best", "seconds_to_best", "seconds_per_epoch", "params", "peak_rss_mb",
-                "epochs_run", "best_valid_score", "epoch_seconds", "valid_seconds", "curve",
+                "epochs_run", "stopped_by", "best_valid_score", "epoch_seconds", "valid_seconds", "curve",
                 "data_seconds", "fit_seconds", "test_seconds", "worker_seconds",
                 "n_users", "n_items", "n_interactions", "n_train_rows", "dataset_class", "trainer_class",
                 "started_at", "finished_at",
@@ -838,7 +863,7 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
             valid_metric: str = "Recall@10", mask_history: bool = False, quick: bool = False,
             quick_users: int = 200, quick_items: int = 30, force: bool = False, overrides: dict | None = None,
             model_configs=None, timeout: float | None = None, threads: int | None = None,
-            command: str | None = None, log=_print) -> dict:
+            time_budget: float | None = None, command: str | None = None, log=_print) -> dict:
     """Run ``models`` on ``dataset`` under one protocol; returns the summary dict (also written
     to ``<out>/<dataset>/summary.json``).
 
@@ -852,6 +877,8 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         force: rerun models that already have a finished row.
         timeout: seconds per model before its process is killed (None: no limit).
         threads: ``torch.set_num_threads`` in each model's process.
+        time_budget: training seconds per model; training stops at the last epoch boundary
+            inside it and the model is tested with its best validation weights (None: no limit).
     """
     entries = parse_models(models if models is not None else DEFAULT_MODELS)
     apply_model_configs(entries, model_configs)
@@ -873,6 +900,7 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         "valid_metric": valid_metric,
         "stopping_step": int(stopping_step),
         "epochs": int(epochs),
+        "time_budget_s": float(time_budget) if time_budget else None,
         "eval_step": 1,
         "MAX_ITEM_LIST_LENGTH": max_len,
         "mask_history": bool(mask_history),
@@ -951,7 +979,8 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
                 log(f"{tag}: started ({_dt.datetime.now().strftime('%H:%M:%S')}, log {log_path})")
                 config = dict(shared)
                 config.update(entry.overrides)
-                result = run_worker(entry, dataset, config, data_dir, log_path, timeout=timeout, threads=threads)
+                result = run_worker(entry, dataset, config, data_dir, log_path, timeout=timeout, threads=threads,
+                                    time_budget=time_budget)
             wall = time.perf_counter() - t0
             row = _make_row(entry, result, protocol, shared, run_info, wall, log_rel)
             summary["models"][entry.name] = row
@@ -1009,6 +1038,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun models that already have a finished row")
     p.add_argument("--timeout", type=float, default=None, help="seconds per model before it is killed")
     p.add_argument("--threads", type=int, default=None, help="torch threads in each model's process")
+    p.add_argument("--time_budget", type=float, default=None,
+                   help="training seconds per model: stop at the last epoch boundary inside it and test the "
+                        "best validation weights (recorded as stopped_by: time_budget)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     return p
 
@@ -1029,7 +1061,7 @@ def main(argv=None) -> int:
             mask_history=args.mask_history, quick=args.quick, quick_users=args.quick_users,
             quick_items=args.quick_items, force=args.force,
             overrides=overrides, model_configs=args.model_config, timeout=args.timeout, threads=args.threads,
-            command=command,
+            time_budget=args.time_budget, command=command,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -195,3 +195,19 @@ def test_quick_subset_and_bad_arguments(tmp_path):
         assert sorted(times) == latest
     assert compare.main(["--dataset", "tiny", "--models", "LRURec", "--bogus"]) == 2
     assert compare.json_safe({"a": float("nan"), "b": (1, 2)}) == {"a": None, "b": [1, 2]}
+
+
+def test_time_budget_stops_at_an_epoch_boundary_and_tests_best_weights(tiny_path, tmp_path):
+    out = tmp_path / "results"
+    argv = ["--dataset", "tiny", "--data_path", tiny_path, "--models", "LRURec", "--out", str(out),
+            "--max_len", "10", "--epochs", "50", "--time_budget", "0.001", *SMALL]
+    assert compare.main(argv) == 0
+    summary = json.loads((out / "tiny" / "summary.json").read_text())
+    assert summary["protocol"]["time_budget_s"] == 0.001
+    row = summary["models"]["LRURec"]
+    assert row["error"] is None, row["error"]
+    # the first epoch always runs; the budget then stops training before the second
+    assert row["stopped_by"] == "time_budget" and row["epochs_run"] == 1
+    assert row["epochs_to_best"] == 1
+    assert all(isinstance(row[part][k], float) for part in ("test", "best_valid") for k in compare.METRIC_KEYS)
+    assert "time budget" in (out / "tiny" / "summary.md").read_text()
