@@ -312,6 +312,29 @@ def summary_ratio(summary, summary_err, num_model, den_model, field):
     return models[num_model][field] / models[den_model][field], None
 
 
+def seconds_to_reach(row, target):
+    """Wall seconds until the row's validation Recall@10 first reached ``target`` (None if never)."""
+    for point in row.get("curve") or []:
+        if point.get("recall@10") is not None and point["recall@10"] >= target:
+            return point["seconds"]
+    return None
+
+
+def common_target_ratio(summary, num_model, den_model):
+    """Time-to-target ratio where the target is the best validation Recall@10 that both models
+    reached (the lower of their two bests): meaningful when a time budget or epoch cap ended a
+    run before early stopping did, where time to best is set by the cap rather than the model."""
+    models = (summary or {}).get("models") or {}
+    rows = [models.get(num_model), models.get(den_model)]
+    if any(r is None or r.get("error") or not r.get("curve") for r in rows):
+        return None, None
+    target = min(max(p["recall@10"] for p in r["curve"] if p.get("recall@10") is not None) for r in rows)
+    t_num, t_den = (seconds_to_reach(r, target) for r in rows)
+    return (t_num / t_den if t_num and t_den else None), {
+        "target_valid_recall@10": target, f"{num_model}_seconds": t_num, f"{den_model}_seconds": t_den,
+        "stopped_by": {num_model: rows[0].get("stopped_by"), den_model: rows[1].get("stopped_by")}}
+
+
 def run_train_section(args, out, notes, details):
     details["train"] = {"summaries": {}}
     # (a) the comparison harness's full runs
@@ -323,7 +346,12 @@ def run_train_section(args, out, notes, details):
                 rows[name] = {k: row.get(k) for k in ("regime", "seconds_per_epoch", "seconds_to_best",
                                                       "epochs_to_best", "error")}
                 rows[name]["test_recall@10"] = (row.get("test") or {}).get("recall@10")
+                rows[name]["stopped_by"] = row.get("stopped_by")
+                rows[name]["epochs_run"] = row.get("epochs_run")
         details["train"]["summaries"][dataset] = {"rows": rows, "error": err}
+        value, info = common_target_ratio(summary, "SASRecWS", "LRURec")
+        out[f"time_to_common_target_ratio_sasrec_over_lrurec_{suffix}"] = value
+        details["train"]["summaries"][dataset]["common_target"] = info
         pairs = [
             (f"train_epoch_ratio_sasrec_over_lrurec_{suffix}", "SASRecWS", "LRURec", "seconds_per_epoch"),
             (f"time_to_best_ratio_sasrec_over_lrurec_{suffix}", "SASRecWS", "LRURec", "seconds_to_best"),
@@ -1123,7 +1151,7 @@ def render_markdown(result):
             f"{ds}: {s['whole_sequence_rows']} whole-sequence windows (mean {s['mean_real_positions_whole_sequence']:.1f} "
             f"real positions of {s['max_len']}), {s['prefix_rows']} prefix rows" for ds, s in tr["steps"].items()), ""]
         lines += ["| ratio | value | note |", "|---|---|---|"]
-        for key in sorted(k for k in out if k.startswith(("train_", "time_to_best"))):
+        for key in sorted(k for k in out if k.startswith(("train_", "time_to_best", "time_to_common"))):
             lines.append(f"| `{key}` | {fmt(out.get(key))} | {notes.get(key, '')} |")
         lines.append("")
 

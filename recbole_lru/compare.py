@@ -409,7 +409,9 @@ def _run_model(spec: dict, out: dict) -> None:
         import torch
 
         torch.set_num_threads(int(spec["threads"]))
-    from . import registry
+    from . import compat, registry
+
+    compat.keep_freed_memory()  # every model alike: the same allocator settings for all rows
 
     registry.register()
     from recbole.data import create_dataset, data_preparation
