@@ -221,3 +221,31 @@ def test_cli_unknown_model_and_missing_dataset(tmp_path):
     assert proc.returncode == 2 and "Unknown model 'Nope'" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli("--model=LRURec", "--dataset=absent", f"--data_path={tmp_path}")
     assert proc.returncode == 2 and "--data_path" in proc.stderr and "Traceback" not in proc.stderr
+
+
+_FAULTS = r"""
+import resource, sys, torch
+from recbole_lru.compat import keep_freed_memory
+print(keep_freed_memory())
+x = torch.ones(25_000_000).sum()  # the first use faults its pages in either way
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    x = x + torch.ones(25_000_000).sum()  # a 100 MB buffer allocated and freed each time
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator settings")
+def test_keep_freed_memory_stops_page_faulting_large_buffers():
+    def faults(mode):
+        env = dict(os.environ, RECBOLE_LRU_MALLOC=mode, PYTHONPATH=REPO)
+        out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        return out[0] == "True", int(out[1])
+
+    tuned_on, tuned = faults("")
+    default_on, default = faults("default")
+    assert tuned_on and not default_on
+    # default glibc maps and unmaps each 100 MB buffer: ~24k page faults per use
+    assert default > 5 * 20_000
+    assert tuned < default / 2
