@@ -193,7 +193,11 @@ class ModelEntry:
 
 
 def parse_models(text) -> list[ModelEntry]:
-    """``"LRURec,SASRec:whole_sequence"`` (or a list) -> entries, in order, without duplicates."""
+    """``"LRURec,SASRec:whole_sequence"`` (or a list) -> entries, in order, without duplicates.
+
+    ``MODEL[:regime]@label`` adds a separately named row of the same model (``LRURec@dropout0.6``),
+    to be given its own settings with ``--model_config LRURec@dropout0.6:hidden_dropout_prob=0.6``.
+    """
     from . import registry
 
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -202,11 +206,14 @@ def parse_models(text) -> list[ModelEntry]:
         raw = raw.strip()
         if not raw:
             continue
-        model, _, regime = raw.partition(":")
+        spec, at, label = raw.partition("@")
+        if at and not label.strip():
+            raise ValueError(f"model entry {raw!r}: nothing after '@' (expected MODEL@label)")
+        model, _, regime = spec.partition(":")
         model, regime = model.strip(), regime.strip() or None
         if regime is not None and regime not in REGIMES:
             raise ValueError(f"model entry {raw!r}: regime must be one of {', '.join(REGIMES)}")
-        name = model if regime is None else f"{model}:{regime}"
+        name = (model if regime is None else f"{model}:{regime}") + (f"@{label.strip()}" if at else "")
         if name in seen:
             continue
         seen.add(name)
@@ -243,7 +250,7 @@ def apply_model_configs(entries: list[ModelEntry], items) -> None:
         key = key.lstrip("-")
         hits = [e for e in entries if e.name == target]
         if not hits:
-            hits = [e for e in entries if target in (e.model, e.name.partition(":")[0])]
+            hits = [e for e in entries if target in (e.model, e.name.partition("@")[0].partition(":")[0])]
         if not hits:
             raise ValueError(f"--model_config {item!r}: {target!r} is not among the models "
                              f"({', '.join(e.name for e in entries)})")
@@ -912,19 +919,10 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         "shared_overrides": json_safe(overrides),
         "data_source": source_dir,
     }
-    shared = {
-        "eval_args": protocol["eval_args"],
-        "metrics": protocol["metrics"],
-        "topk": protocol["topk"],
-        "valid_metric": valid_metric,
-        "stopping_step": int(stopping_step),
-        "epochs": int(epochs),
-        "eval_step": 1,
-        "MAX_ITEM_LIST_LENGTH": max_len,
-        "mask_history": bool(mask_history),
-        "show_progress": False,
-        "metric_decimal_place": 5,
-    }
+    # the protocol's RecBole keys, given to every model (the rest of the protocol is bookkeeping)
+    shared = {k: protocol[k] for k in ("eval_args", "metrics", "topk", "valid_metric", "stopping_step", "epochs",
+                                       "eval_step", "MAX_ITEM_LIST_LENGTH", "mask_history")}
+    shared.update(show_progress=False, metric_decimal_place=5)
     if data_path and source_dir is None:
         shared["data_path"] = os.path.abspath(data_path)
     if source_dir and not _dataset_yaml_files(dataset) and "load_col" not in overrides:

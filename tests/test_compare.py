@@ -167,6 +167,20 @@ def test_model_entries_and_regimes():
         compare.apply_model_configs(entries, ["hidden_size=3"])
 
 
+def test_labelled_entries_are_rows_of_their_own():
+    entries = compare.parse_models("LRURec,LRURec@dropout0.6,SASRec:whole_sequence@long,LRURec@dropout0.6")
+    by = {e.name: e for e in entries}
+    assert list(by) == ["LRURec", "LRURec@dropout0.6", "SASRec:whole_sequence@long"]
+    assert by["LRURec@dropout0.6"].model == "LRURec"
+    assert by["SASRec:whole_sequence@long"].model == "SASRecWS"
+    compare.apply_model_configs(entries, ["LRURec@dropout0.6:hidden_dropout_prob=0.6", "LRURec:n_layers=1"])
+    assert by["LRURec@dropout0.6"].overrides == {"hidden_dropout_prob": 0.6}
+    assert by["LRURec"].overrides == {"n_layers": 1}  # a display name matches its own entry only
+    assert compare.safe_name("LRURec@dropout0.6") == "LRURec_dropout0.6"
+    with pytest.raises(ValueError, match="after '@'"):
+        compare.parse_models("LRURec@")
+
+
 def test_unsupported_regime_row_without_running(tiny_path, tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "run_worker", lambda *a, **k: pytest.fail("must not run"))
     assert compare.main(_argv(tiny_path, tmp_path / "r", "BPR:whole_sequence")) == 1
