@@ -1252,6 +1252,22 @@ def render_markdown(result):
     return "\n".join(lines)
 
 
+def _budget_note(det, suffix, out):
+    """What a time budget did to the time-to-best comparison of one dataset, in words."""
+    dataset = {v[0]: k for k, v in DATASETS.items()}.get(suffix)
+    summ = ((det.get("train") or {}).get("summaries") or {}).get(dataset) or {}
+    rows = summ.get("rows") or {}
+    capped = [m for m in ("LRURec", "SASRecWS") if (rows.get(m) or {}).get("stopped_by") in ("time_budget", "epoch_cap")]
+    if not capped:
+        return ""
+    ct = summ.get("common_target") or {}
+    return (f" {' and '.join(capped)} stopped at the time budget or epoch cap, still improving, so its time to best "
+            f"is set by the cap. Time to reach the best validation Recall@10 both models reached "
+            f"({fmt(ct.get('target_valid_recall@10'))}): SASRecWS {fmt(ct.get('SASRecWS_seconds'), '{:.0f}')} s, "
+            f"LRURec {fmt(ct.get('LRURec_seconds'), '{:.0f}')} s, ratio "
+            f"{fmt(out.get('time_to_common_target_ratio_sasrec_over_lrurec_' + suffix))}.")
+
+
 def findings(result):
     """Short explanations, with numbers, for every target missed and the main observations."""
     out, det, f = result, result["details"], []
@@ -1267,7 +1283,7 @@ def findings(result):
             else:
                 f.append(f"`{key}` = {v:.2f} < {thr}: from the comparison runs; see the per-step and per-epoch "
                          f"rows (step ratio {fmt(out.get('train_step_ratio_sasrec_over_lrurec_' + suffix))}, "
-                         f"epochs to best differ between models).")
+                         f"epochs to best differ between models).{_budget_note(det, suffix, out)}")
         elif key.startswith("incremental") and v is not None:
             L = key.rsplit("L", 1)[-1]
             f.append(f"`{key}` = {v:.1f} < {thr}: the multiply-add bound is "

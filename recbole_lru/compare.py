@@ -26,6 +26,7 @@ Outputs in ``<out>/<dataset>/``: ``summary.json``, ``summary.md``, ``valid_ndcg_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ast
 import datetime as _dt
 import json
@@ -788,6 +789,39 @@ def plot_summary(summary: dict, folder: str) -> list[str]:
     return paths
 
 
+@contextlib.contextmanager
+def _summary_lock(folder: str):
+    """An exclusive lock on a results folder, so that harness runs working on the same dataset
+    at once (e.g. different models on different GPUs) never drop each other's rows."""
+    with open(os.path.join(folder, ".summary.lock"), "w") as fh:
+        try:
+            import fcntl
+        except ImportError:  # not on POSIX: no lock, as before
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _update_summary(folder: str, dataset: str, protocol: dict, run_info: dict, log, rows: dict | None = None,
+                    plots: bool = True) -> dict:
+    """Re-read summary.json under the lock, put this run's protocol, run record and ``rows`` in,
+    write it back with its table and plots; returns the merged summary."""
+    with _summary_lock(folder):
+        summary = load_summary(os.path.join(folder, "summary.json"), dataset)
+        summary["dataset"] = dataset
+        summary["protocol"] = protocol
+        if not any(r.get("timestamp") == run_info["timestamp"] and r.get("command") == run_info["command"]
+                   for r in summary["runs"]):
+            summary["runs"].append(run_info)
+        summary["models"].update(rows or {})
+        _write_outputs(summary, folder, log, plots=plots)
+    return summary
+
+
 def _write_outputs(summary: dict, folder: str, log, plots: bool = True) -> None:
     atomic_write_json(os.path.join(folder, "summary.json"), summary)
     _atomic_write_text(os.path.join(folder, "summary.md"), render_markdown(summary))
@@ -897,7 +931,6 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         epochs = 1
     folder = os.path.join(out, dataset)
     os.makedirs(os.path.join(folder, "logs"), exist_ok=True)
-    summary_path = os.path.join(folder, "summary.json")
 
     source_dir = resolve_data_dir(dataset, data_path)
     max_len = int(max_len) if max_len is not None else dataset_max_len(dataset)
@@ -939,11 +972,7 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         **git_info(),
         "models": [e.name for e in entries],
     }
-    summary = load_summary(summary_path, dataset)
-    summary["dataset"] = dataset
-    summary["protocol"] = protocol
-    summary["runs"].append(run_info)
-    _write_outputs(summary, folder, log, plots=False)
+    summary = _update_summary(folder, dataset, protocol, run_info, log, plots=False)
 
     t_all = time.perf_counter()
     log(f"[compare] {dataset}: {len(entries)} model(s) -> {os.path.abspath(folder)}"
@@ -983,8 +1012,7 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
                                     time_budget=time_budget)
             wall = time.perf_counter() - t0
             row = _make_row(entry, result, protocol, shared, run_info, wall, log_rel)
-            summary["models"][entry.name] = row
-            _write_outputs(summary, folder, log)
+            summary = _update_summary(folder, dataset, protocol, run_info, log, rows={entry.name: row})
             if row["error"]:
                 log(f"{tag}: FAILED after {wall:.1f}s: {row['error'][:300]}")
             else:
@@ -996,7 +1024,7 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     if not any(os.path.isfile(os.path.join(folder, f)) for f in ("valid_ndcg_vs_time.png", "test_metrics.png")):
-        _write_outputs(summary, folder, log)
+        summary = _update_summary(folder, dataset, protocol, run_info, log)
     failed = [n for n in (e.name for e in entries) if summary["models"].get(n, {}).get("error")]
     log(f"[compare] done in {time.perf_counter() - t_all:.1f}s; {len(entries) - len(failed)} ok"
         + (f", {len(failed)} failed ({', '.join(failed)})" if failed else "")

@@ -122,6 +122,25 @@ def test_protocol_change_and_force_rerun(tiny_path, tmp_path, monkeypatch):
     assert summary["models"]["GRU4Rec"]["overrides"] == {"num_layers": 2}
 
 
+def test_concurrent_runs_on_one_dataset_keep_each_others_rows(tiny_path, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    inner_rc = []
+
+    def fake(entry, *a, **k):
+        if entry.name == "LRURec":
+            # another harness finishes NARM on the same dataset while this one is training LRURec
+            inner_rc.append(compare.main(_argv(tiny_path, out, "NARM")))
+        return _fake_result()
+
+    monkeypatch.setattr(compare, "run_worker", fake)
+    assert compare.main(_argv(tiny_path, out, "LRURec,GRU4Rec")) == 0
+    assert inner_rc == [0]
+    summary = json.loads((out / "tiny" / "summary.json").read_text())
+    assert set(summary["models"]) == {"LRURec", "GRU4Rec", "NARM"}
+    assert len(summary["runs"]) == 2
+    assert "NARM" in (out / "tiny" / "summary.md").read_text()
+
+
 def test_worker_crash_is_recorded_and_the_rest_go_on(tiny_path, tmp_path, monkeypatch):
     def command(spec_path):
         spec = json.load(open(spec_path))
