@@ -365,6 +365,23 @@ def run_train_section(args, out, notes, details):
             if value is None:
                 notes[key] = reason
 
+    # (a') RecBole's prefix regime on ml-100k: stock SASRec against LRURec:prefix, in their own folder
+    summary, err = read_summary(os.path.join(args.results_dir, "prefix_regime"), "ml-100k")
+    if summary is not None:
+        details["train"]["summaries"]["ml-100k (prefix)"] = {
+            name: {k: row.get(k) for k in ("regime", "seconds_per_epoch", "seconds_to_best", "epochs_to_best",
+                                          "epochs_run", "stopped_by", "error")}
+            for name, row in (summary.get("models") or {}).items()}
+    for key, field in (("train_epoch_ratio_sasrec_over_lrurec_prefix_ml-100k", "seconds_per_epoch"),
+                       ("time_to_best_ratio_sasrec_over_lrurec_prefix_ml-100k", "seconds_to_best")):
+        out[key], reason = summary_ratio(summary, err, "SASRec", "LRURec:prefix", field)
+        if out[key] is None:
+            notes[key] = reason
+    out["time_to_common_target_ratio_sasrec_over_lrurec_prefix_ml-100k"], info = common_target_ratio(
+        summary, "SASRec", "LRURec:prefix")
+    if summary is not None:
+        details["train"]["summaries"]["ml-100k (prefix)"]["common_target"] = info
+
     # (b) step times measured here
     if args.train_summaries_only:
         return
