@@ -1278,8 +1278,8 @@ def _budget_note(det, suffix, out):
     if not capped:
         return ""
     ct = summ.get("common_target") or {}
-    return (f" {' and '.join(capped)} stopped at the time budget or epoch cap, still improving, so its time to best "
-            f"is set by the cap. Time to reach the best validation Recall@10 both models reached "
+    return (f" {' and '.join(capped)} stopped at the time budget or epoch cap while still improving, so time to best "
+            f"measures the cap more than the model. Time to reach the best validation Recall@10 both models reached "
             f"({fmt(ct.get('target_valid_recall@10'))}): SASRecWS {fmt(ct.get('SASRecWS_seconds'), '{:.0f}')} s, "
             f"LRURec {fmt(ct.get('LRURec_seconds'), '{:.0f}')} s, ratio "
             f"{fmt(out.get('time_to_common_target_ratio_sasrec_over_lrurec_' + suffix))}.")
