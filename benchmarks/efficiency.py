@@ -335,23 +335,27 @@ def common_target_ratio(summary, num_model, den_model):
         "stopped_by": {num_model: rows[0].get("stopped_by"), den_model: rows[1].get("stopped_by")}}
 
 
+def summary_block(summary, err, out, notes, pairs, common, common_key):
+    """One comparison summary's rows (for the details and the table), its ratio keys (``pairs`` of
+    (key, numerator row, denominator row, field)) and its time-to-common-target ratio."""
+    rows = {}
+    for name, row in ((summary or {}).get("models") or {}).items():
+        rows[name] = {k: row.get(k) for k in ("regime", "seconds_per_epoch", "seconds_to_best", "epochs_to_best",
+                                              "epochs_run", "stopped_by", "error")}
+        rows[name]["test_recall@10"] = (row.get("test") or {}).get("recall@10")
+    for key, num, den, field in pairs:
+        out[key], reason = summary_ratio(summary, err, num, den, field)
+        if out[key] is None:
+            notes[key] = reason
+    out[common_key], info = common_target_ratio(summary, *common)
+    return {"rows": rows, "error": err, "common_target": info}
+
+
 def run_train_section(args, out, notes, details):
     details["train"] = {"summaries": {}}
     # (a) the comparison harness's full runs
     for dataset, (suffix, _, _) in DATASETS.items():
         summary, err = read_summary(args.results_dir, dataset)
-        rows = {}
-        if summary is not None:
-            for name, row in (summary.get("models") or {}).items():
-                rows[name] = {k: row.get(k) for k in ("regime", "seconds_per_epoch", "seconds_to_best",
-                                                      "epochs_to_best", "error")}
-                rows[name]["test_recall@10"] = (row.get("test") or {}).get("recall@10")
-                rows[name]["stopped_by"] = row.get("stopped_by")
-                rows[name]["epochs_run"] = row.get("epochs_run")
-        details["train"]["summaries"][dataset] = {"rows": rows, "error": err}
-        value, info = common_target_ratio(summary, "SASRecWS", "LRURec")
-        out[f"time_to_common_target_ratio_sasrec_over_lrurec_{suffix}"] = value
-        details["train"]["summaries"][dataset]["common_target"] = info
         pairs = [
             (f"train_epoch_ratio_sasrec_over_lrurec_{suffix}", "SASRecWS", "LRURec", "seconds_per_epoch"),
             (f"time_to_best_ratio_sasrec_over_lrurec_{suffix}", "SASRecWS", "LRURec", "seconds_to_best"),
@@ -359,28 +363,17 @@ def run_train_section(args, out, notes, details):
             (f"time_to_best_ratio_sasrec_over_lrurec_prefix_{suffix}", "SASRec", "LRURec:prefix", "seconds_to_best"),
             (f"time_to_best_ratio_sasrec_prefix_over_lrurec_{suffix}", "SASRec", "LRURec", "seconds_to_best"),
         ]
-        for key, num, den, field in pairs:
-            value, reason = summary_ratio(summary, err, num, den, field)
-            out[key] = value
-            if value is None:
-                notes[key] = reason
+        details["train"]["summaries"][dataset] = summary_block(
+            summary, err, out, notes, pairs, ("SASRecWS", "LRURec"),
+            f"time_to_common_target_ratio_sasrec_over_lrurec_{suffix}")
 
     # (a') RecBole's prefix regime on ml-100k: stock SASRec against LRURec:prefix, in their own folder
     summary, err = read_summary(os.path.join(args.results_dir, "prefix_regime"), "ml-100k")
-    if summary is not None:
-        details["train"]["summaries"]["ml-100k (prefix)"] = {
-            name: {k: row.get(k) for k in ("regime", "seconds_per_epoch", "seconds_to_best", "epochs_to_best",
-                                          "epochs_run", "stopped_by", "error")}
-            for name, row in (summary.get("models") or {}).items()}
-    for key, field in (("train_epoch_ratio_sasrec_over_lrurec_prefix_ml-100k", "seconds_per_epoch"),
-                       ("time_to_best_ratio_sasrec_over_lrurec_prefix_ml-100k", "seconds_to_best")):
-        out[key], reason = summary_ratio(summary, err, "SASRec", "LRURec:prefix", field)
-        if out[key] is None:
-            notes[key] = reason
-    out["time_to_common_target_ratio_sasrec_over_lrurec_prefix_ml-100k"], info = common_target_ratio(
-        summary, "SASRec", "LRURec:prefix")
-    if summary is not None:
-        details["train"]["summaries"]["ml-100k (prefix)"]["common_target"] = info
+    pairs = [("train_epoch_ratio_sasrec_over_lrurec_prefix_ml-100k", "SASRec", "LRURec:prefix", "seconds_per_epoch"),
+             ("time_to_best_ratio_sasrec_over_lrurec_prefix_ml-100k", "SASRec", "LRURec:prefix", "seconds_to_best")]
+    details["train"]["summaries"]["ml-100k (prefix)"] = summary_block(
+        summary, err, out, notes, pairs, ("SASRec", "LRURec:prefix"),
+        "time_to_common_target_ratio_sasrec_over_lrurec_prefix_ml-100k")
 
     # (b) step times measured here
     if args.train_summaries_only:
