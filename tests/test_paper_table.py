@@ -7,8 +7,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import paper_table  # noqa: E402
 
 
-def _row(model, **test):
+def _row(model, valid=0.1, **test):
     return {"model": model, "error": None, "test": test, "config": {"hidden_dropout_prob": 0.6, "weight_decay": 0.01},
+            "best_valid": {"recall@10": valid},
             "epochs_to_best": 3, "epochs_run": 5, "stopped_by": "early_stopping"}
 
 
@@ -31,4 +32,27 @@ def test_ratios_and_three_percent_rule(tmp_path):
     assert rows["SASRecWS"]["metrics"]["recall@10"]["within_3pct"]
     assert not rows["SASRecWS"]["metrics"]["ndcg@10"]["within_3pct"]
     text = paper_table.render(summary, rows)
-    assert "| LRURec | LRURec | 0.6 | 0.01 |" in text and "✗" in text
+    assert "| LRURec | LRURec | 0.6 | 0.01 | no | 0.1000 |" in text and "✗" in text
+
+
+def test_selection_by_validation_and_several_summaries(tmp_path):
+    import json
+    paper = paper_table.PAPER["LRURec"]
+    a = {"dataset": "amazon-video-games", "models": {
+        "LRURec": _row("LRURec", valid=0.12, **{m: v * 1.2 for m, v in paper.items()}),
+        "SASRecWS": _row("SASRecWS", valid=0.05, **{"recall@10": 0.05, "ndcg@10": 0.02})}}
+    b = {"dataset": "amazon-video-games", "models": {
+        "LRURec@dropout0.4": _row("LRURec", valid=0.13, **{m: v * 0.96 for m, v in paper.items()})}}
+    pa, pb = tmp_path / "a" / "summary.json", tmp_path / "b" / "summary.json"
+    for path, s in ((pa, a), (pb, b)):
+        path.parent.mkdir()
+        path.write_text(json.dumps(s))
+    assert paper_table.main(["--summary", str(pa), "--summary", str(pb)]) == 0
+    out = json.loads((tmp_path / "a" / "paper_comparison.json").read_text())
+    # the best validation row is selected, not the best test row
+    assert out["selected"]["LRURec"]["row"] == "LRURec@dropout0.4"
+    assert out["selected"]["LRURec"]["candidates"] == 2 and not out["selected"]["LRURec"]["all_within_3pct"]
+    assert out["selected"]["SASRec"]["row"] == "SASRecWS"
+    assert "**LRURec@dropout0.4**" in (tmp_path / "a" / "paper_comparison.md").read_text()
+    # one row name in two summaries is refused, not silently overwritten
+    assert paper_table.main(["--summary", str(pa), "--summary", str(pa)]) == 2

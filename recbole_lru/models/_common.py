@@ -57,7 +57,8 @@ def sequence_loss(model: nn.Module, interaction, hidden: torch.Tensor, item_seq:
 
     ``train_mode: prefix`` (RecBole's): the loss at the last real position of each row.
     ``train_mode: whole_sequence`` (the LRURec paper's): the loss at every real position, the label
-    being the next item; only real positions are scored against the catalogue, which is the
+    being the next item (plus, for models with ``first_item_target``, each whole-history row's first
+    item, scored from ``model.encode_empty``); only real positions are scored against the catalogue, which is the
     dominant cost of a step (the scoring of padding positions is skipped entirely).
 
     Args:
@@ -71,6 +72,13 @@ def sequence_loss(model: nn.Module, interaction, hidden: torch.Tensor, item_seq:
         real = labels > 0
         h = hidden[real]  # [N D]
         target = labels[real]  # [N]
+        if getattr(model, "first_item_target", False):
+            # rows shorter than MAX_ITEM_LIST_LENGTH hold the user's whole history, so their first
+            # item is also a target, predicted from an empty history (the official LRURec code's)
+            starts = (item_seq_len < item_seq.shape[1]).nonzero().squeeze(1)
+            if starts.numel():
+                h = torch.cat([h, model.encode_empty(starts.numel()).to(h.dtype)])
+                target = torch.cat([target, item_seq[starts, 0]])
         if model.loss_type == "CE":
             return F.cross_entropy(model.score_all(h), target)
         # BPR per position against one uniformly drawn negative (RecBole's sampler gives one per row)

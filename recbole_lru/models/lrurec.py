@@ -46,6 +46,11 @@ class LRURec(SequentialRecommender):
           RecBole's prefix rows with the loss at the last position; ``train_mode: whole_sequence``
           is the paper's regime (loss at every position, one row per user window).
         * Padding positions are never scored against the catalogue during training.
+        * ``first_item_target`` (on by default) keeps the official code's extra target: there the
+          padding token just before a sequence is a learned input (no ``padding_idx``) whose label is
+          the first item, so every sequence that starts at the user's first interaction also trains
+          "first item from an empty history". We run that position as one recurrence step from the
+          zero state (:meth:`encode_empty`), which is what the official code computes for it.
     """
 
     DATASET_CLASS = WholeSequenceDataset
@@ -76,11 +81,14 @@ class LRURec(SequentialRecommender):
         self.use_residual = config["use_residual"] is not False
         self.use_pffn = config["use_pffn"] is not False
         self.scan_backend = config["scan_backend"] or "auto"
+        self.first_item_target = bool(config["first_item_target"]) and self.train_mode == "whole_sequence"
         if not self.r_min < self.r_max:
             raise ValueError(f"Invalid LRURec config: r_min={self.r_min} must be below r_max={self.r_max}.")
 
         # define layers and loss
-        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
+        # with the first-item target, id 0 is the learned start-of-history input (as the official code)
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size,
+                                           padding_idx=None if self.first_item_target else 0)
         self.emb_dropout = nn.Dropout(self.hidden_dropout_prob)
         self.emb_layer_norm = nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
         self.blocks = nn.ModuleList(
@@ -130,6 +138,14 @@ class LRURec(SequentialRecommender):
             states.append(h)
         hidden = x.new_zeros(B * L, x.shape[-1]).index_copy_(0, index, x).view(B, L, -1)
         return hidden, states
+
+    def encode_empty(self, n: int) -> torch.Tensor:
+        """(n, D) outputs for an empty history: the start input (id 0) run one step from the zero
+        state; in training mode each row draws its own dropout masks."""
+        x = self.embed(torch.zeros(n, dtype=torch.long, device=self.item_bias.device))
+        for block, h in zip(self.blocks, self.init_state(n)):
+            x, _ = block.step(x, h)
+        return x
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         hidden, _ = self.encode(item_seq, item_seq_len)

@@ -158,3 +158,60 @@ def test_learns_synthetic_task_whole_sequence():
     opt = torch.optim.AdamW(m.optimizer_param_groups(0.0), lr=5e-3)
     recall = train_and_recall_synthetic(m, opt, n_items, L)
     assert recall >= 0.9, recall
+
+
+def _plain_whole_sequence_loss(m, seqs, targets, L, first_item):
+    """Mean CE over every next-item target, written out row by row (and, with ``first_item``, the
+    first item of each row shorter than L, scored from the empty-history output)."""
+    terms = []
+    for s, t in zip(seqs, targets):
+        hidden, _ = m.encode(_batch([s], L)["item_id_list"], torch.tensor([len(s)]))
+        labels = s[1:] + [t]
+        for pos, label in enumerate(labels):
+            terms.append(torch.nn.functional.cross_entropy(m.score_all(hidden[0, pos:pos + 1]),
+                                                           torch.tensor([label]), reduction="sum"))
+        if first_item and len(s) < L:
+            terms.append(torch.nn.functional.cross_entropy(m.score_all(m.encode_empty(1)),
+                                                           torch.tensor([s[0]]), reduction="sum"))
+    return torch.stack(terms).sum() / len(terms)
+
+
+@pytest.mark.parametrize("first_item", [True, False])
+def test_whole_sequence_loss_matches_plain_sum(first_item):
+    torch.manual_seed(0)
+    L = 6
+    m = build_model("LRURec", n_items=30, hidden_dropout_prob=0.0, train_mode="whole_sequence",
+                    first_item_target=first_item, MAX_ITEM_LIST_LENGTH=L).double()
+    # a full-length row (truncated history: no first-item target), length 1, odd lengths
+    seqs, targets = [[3, 4, 5], [7], [1, 2, 3, 4, 5, 6], [9, 8, 7, 6, 5]], [6, 9, 11, 2]
+    loss = m.calculate_loss(_batch(seqs, L, targets=targets))
+    expected = _plain_whole_sequence_loss(m, seqs, targets, L, first_item)
+    assert torch.allclose(loss, expected, atol=1e-12, rtol=0)
+
+
+def test_first_item_target_trains_the_start_input():
+    torch.manual_seed(0)
+    on = build_model("LRURec", n_items=30, train_mode="whole_sequence", first_item_target=True)
+    off = build_model("LRURec", n_items=30, train_mode="whole_sequence", first_item_target=False)
+    prefix = build_model("LRURec", n_items=30, train_mode="prefix", first_item_target=True)
+    assert on.first_item_target and not off.first_item_target and not prefix.first_item_target
+    # the empty-history output reads id 0 as a learned input with the target on, as frozen padding without
+    for m in (on, off):
+        m.encode_empty(2).sum().backward()
+    assert on.item_embedding.weight.grad[0].abs().sum() > 0
+    assert off.item_embedding.weight.grad[0].abs().sum() == 0
+    # and the target adds one term per whole-history row: the loss changes
+    batch = _batch([[3, 4, 5], [7]], 6, targets=[6, 9])
+    off.load_state_dict(on.state_dict())
+    on.eval(), off.eval()
+    assert not torch.allclose(on.calculate_loss(batch), off.calculate_loss(batch))
+
+
+def test_encode_empty_is_one_step_from_zero_state(model64):
+    # the empty-history output is the start input's step from the zero state, for any batch size
+    x = model64.embed(torch.zeros(3, dtype=torch.long))
+    for block, h in zip(model64.blocks, model64.init_state(3)):
+        y, _ = block.lru.step(x, h)
+        x = block.ffn(y)
+    assert torch.allclose(model64.encode_empty(3), x, atol=1e-12, rtol=0)
+    assert torch.allclose(model64.encode_empty(1), x[:1], atol=1e-12, rtol=0)
