@@ -15,3 +15,13 @@ python -m recbole_lru.compare "${SHARED[@]}" --models LRURec@dropout0.6 \
   --model_config LRURec@dropout0.6:hidden_dropout_prob=0.6 --model_config LRURec@dropout0.6:attn_dropout_prob=0.6
 # 3. the table against the paper
 python benchmarks/paper_table.py --summary results/amazon-video-games/summary.json
+# 4. paper grid cells (weight decay 1e-4), next-item targets only (as rows 1-2; run before first_item_target existed)
+python -m recbole_lru.compare "${SHARED[@]}" --models LRURec@dropout0.4_wd1e-4 \
+  --model_config LRURec@dropout0.4_wd1e-4:hidden_dropout_prob=0.4 --model_config LRURec@dropout0.4_wd1e-4:attn_dropout_prob=0.4 \
+  --model_config LRURec@dropout0.4_wd1e-4:weight_decay=0.0001 --model_config LRURec@dropout0.4_wd1e-4:first_item_target=False
+# 5. with the official code's first-item target (first_item_target: True, LRURec's default since), paper's dropout grid
+for d in 0.4 0.6; do
+  python -m recbole_lru.compare "${SHARED[@]}" --models LRURec@dropout${d}_first_item \
+    --model_config LRURec@dropout${d}_first_item:hidden_dropout_prob=$d --model_config LRURec@dropout${d}_first_item:attn_dropout_prob=$d \
+    --model_config LRURec@dropout${d}_first_item:first_item_target=True
+done
