@@ -215,3 +215,28 @@ def test_encode_empty_is_one_step_from_zero_state(model64):
         x = block.ffn(y)
     assert torch.allclose(model64.encode_empty(3), x, atol=1e-12, rtol=0)
     assert torch.allclose(model64.encode_empty(1), x[:1], atol=1e-12, rtol=0)
+
+
+def test_first_item_target_learns_where_histories_start():
+    # every history starts with item 5: only the first-item target can teach the empty-history scores that
+    torch.manual_seed(0)
+    L = 8
+    scores = {}
+    for on in (True, False):
+        torch.manual_seed(0)
+        m = build_model("LRURec", n_items=30, hidden_dropout_prob=0.0, train_mode="whole_sequence",
+                        first_item_target=on, MAX_ITEM_LIST_LENGTH=L)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(40):
+            seqs = [[5] + torch.randint(6, 30, (int(n),), generator=g).tolist()
+                    for n in torch.randint(1, L - 1, (16,), generator=g)]
+            targets = torch.randint(6, 30, (16,), generator=g).tolist()
+            opt.zero_grad()
+            m.calculate_loss(_batch(seqs, L, targets=targets)).backward()
+            opt.step()
+        m.eval()
+        with torch.no_grad():
+            scores[on] = m.score_all(m.encode_empty(1))[0, 1:]
+    assert scores[True].argmax().item() + 1 == 5
+    assert scores[False].argmax().item() + 1 != 5  # item 5 is never a next-item label
