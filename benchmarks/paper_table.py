@@ -6,7 +6,8 @@ Reads the comparison harness's summaries (rows of several runs of one dataset, t
 folder receiving the output) and writes ``paper_comparison.md`` and ``paper_comparison.json``:
 every row's test metrics, the paper's, their ratio and whether each is within 3% of the paper (or
 above it); then, per paper model, the row that the paper's own rule selects (the best validation
-Recall@10 over every configuration tried) and how it stands.
+Recall@10 over every configuration tried, each run with RecBole's default seed) and how it stands;
+and, for a configuration also run with other seeds, the mean and spread of its test metrics.
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ PAPER = {
 }
 METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 TOLERANCE = 0.03
+DEFAULT_SEED = 2020  # RecBole's; rows run with another seed repeat a configuration, they are not one
 
 
 def paper_model(row_name: str, row: dict) -> str:
@@ -52,6 +54,7 @@ def compare_rows(summary: dict, source: str | None = None) -> dict:
             # rows run before the key existed trained next-item targets only
             "first_item_target": bool(hp.get("first_item_target")) if paper_model(name, row) == "LRURec" else None,
             "best_valid_recall@10": (row.get("best_valid") or {}).get("recall@10"),
+            "seed": hp.get("seed", DEFAULT_SEED),
             "source": source,
             "epochs_to_best": row.get("epochs_to_best"),
             "epochs_run": row.get("epochs_run"),
@@ -60,13 +63,17 @@ def compare_rows(summary: dict, source: str | None = None) -> dict:
     return out
 
 
+def _configuration(r: dict) -> tuple:
+    return r["paper_row"], r["hidden_dropout_prob"], r["weight_decay"], r.get("first_item_target")
+
+
 def select_by_validation(rows: dict) -> dict:
-    """Per paper model, the row with the best validation Recall@10 (the paper selects its grid's
-    configuration so, then reports that model's test metrics)."""
+    """Per paper model, the row with the best validation Recall@10 among the default-seed rows (the
+    paper selects its grid's configuration so, then reports that model's test metrics)."""
     best = {}
     for name, r in rows.items():
         v = r.get("best_valid_recall@10")
-        if v is None:
+        if v is None or r.get("seed", DEFAULT_SEED) != DEFAULT_SEED:
             continue
         cur = best.get(r["paper_row"])
         if cur is None or v > rows[cur]["best_valid_recall@10"]:
@@ -76,21 +83,49 @@ def select_by_validation(rows: dict) -> dict:
                 "all_within_3pct": rows[name]["all_within_3pct"],
                 "within_3pct": sum(c["within_3pct"] for c in rows[name]["metrics"].values()),
                 "of": len(rows[name]["metrics"]),
-                "candidates": sum(r["paper_row"] == paper for r in rows.values())}
+                "candidates": sum(r["paper_row"] == paper and r.get("seed", DEFAULT_SEED) == DEFAULT_SEED
+                                  for r in rows.values())}
         for paper, name in best.items()
     }
+
+
+def seed_repeats(rows: dict) -> list[dict]:
+    """Configurations run with more than one seed: per metric the mean, the sample standard
+    deviation, the mean's ratio to the paper and how many seeds were within 3%."""
+    groups: dict[tuple, list[str]] = {}
+    for name, r in rows.items():
+        groups.setdefault(_configuration(r), []).append(name)
+    out = []
+    for (paper, dropout, wd, first), names in groups.items():
+        seeds = {rows[n].get("seed", DEFAULT_SEED) for n in names}
+        if len(seeds) < 2:
+            continue
+        metrics = {}
+        for m in METRICS:
+            cells = [rows[n]["metrics"][m] for n in names if m in rows[n]["metrics"]]
+            if len(cells) < 2:
+                continue
+            vals = [c["ours"] for c in cells]
+            mean = sum(vals) / len(vals)
+            std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+            metrics[m] = {"mean": mean, "std": std, "paper": cells[0]["paper"], "ratio_of_mean": mean / cells[0]["paper"],
+                          "seeds_within_3pct": sum(c["within_3pct"] for c in cells), "seeds": len(cells)}
+        out.append({"paper_row": paper, "hidden_dropout_prob": dropout, "weight_decay": wd,
+                    "first_item_target": first, "rows": names,
+                    "seeds": sorted(rows[n].get("seed", DEFAULT_SEED) for n in names), "metrics": metrics})
+    return out
 
 
 def _flag(value) -> str:
     return "–" if value is None else ("yes" if value else "no")
 
 
-def render(summary: dict, rows: dict, selected: dict | None = None) -> str:
+def render(summary: dict, rows: dict, selected: dict | None = None, repeats: list | None = None) -> str:
     lines = [f"# {summary.get('dataset')}: our test metrics against the LRURec paper's Table 3", "",
              "Ratio = ours / paper; ✓ = within 3% of the paper or above it.", "",
-             "| Row | Paper row | dropout | weight decay | first-item target | valid Recall@10 | "
+             "| Row | Paper row | dropout | weight decay | first-item target | seed | valid Recall@10 | "
              + " | ".join(METRICS) + " | epochs (best/run) |",
-             "|---|---|---|---|---|---|" + "---|" * len(METRICS) + "---|"]
+             "|---|---|---|---|---|---|---|" + "---|" * len(METRICS) + "---|"]
     for name, r in rows.items():
         cells = []
         for m in METRICS:
@@ -99,14 +134,27 @@ def render(summary: dict, rows: dict, selected: dict | None = None) -> str:
                          f"{c['ours']:.4f} / {c['paper']:.4f} = {c['ratio']:.3f} {'✓' if c['within_3pct'] else '✗'}")
         valid = r.get("best_valid_recall@10")
         lines.append(f"| {name} | {r['paper_row']} | {r['hidden_dropout_prob']} | {r['weight_decay']} | "
-                     f"{_flag(r.get('first_item_target'))} | {'–' if valid is None else f'{valid:.4f}'} | "
+                     f"{_flag(r.get('first_item_target'))} | {r.get('seed', DEFAULT_SEED)} | "
+                     f"{'–' if valid is None else f'{valid:.4f}'} | "
                      + " | ".join(cells) + f" | {r['epochs_to_best']}/{r['epochs_run']} ({r['stopped_by']}) |")
     if selected:
-        lines += ["", "Selected by the paper's rule (best validation Recall@10 over every configuration tried):", ""]
+        lines += ["", f"Selected by the paper's rule (best validation Recall@10 over every configuration tried, "
+                      f"seed {DEFAULT_SEED}):", ""]
         for paper, sel in selected.items():
             lines.append(f"- {paper}: **{sel['row']}** (validation Recall@10 {sel['best_valid_recall@10']:.4f}, "
                          f"best of {sel['candidates']}): within 3% of the paper (or above) on {sel['within_3pct']} "
                          f"of {sel['of']} metrics.")
+    for rep in repeats or []:
+        lines += ["", f"{rep['paper_row']} with dropout {rep['hidden_dropout_prob']}, weight decay {rep['weight_decay']}, "
+                      f"first-item target {_flag(rep['first_item_target'])} over seeds {rep['seeds']} "
+                      f"(mean ± standard deviation; mean / paper; seeds within 3%):", "",
+                  "| " + " | ".join(METRICS) + " |", "|" + "---|" * len(METRICS)]
+        cells = []
+        for m in METRICS:
+            c = rep["metrics"].get(m)
+            cells.append("–" if c is None else f"{c['mean']:.4f} ± {c['std']:.4f}; {c['ratio_of_mean']:.3f}; "
+                                                f"{c['seeds_within_3pct']}/{c['seeds']}")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -134,12 +182,13 @@ def main(argv=None) -> int:
                 return 2
             rows[name] = r
     selected = select_by_validation(rows)
+    repeats = seed_repeats(rows)
     folder = os.path.dirname(os.path.abspath(paths[0]))
     with open(os.path.join(folder, "paper_comparison.json"), "w") as fh:
         json.dump({"paper": PAPER, "tolerance": TOLERANCE, "sources": [os.path.relpath(os.path.abspath(x), REPO)
                                                                        for x in paths],
-                   "rows": rows, "selected": selected}, fh, indent=1)
-    text = render(summary, rows, selected)
+                   "rows": rows, "selected": selected, "seed_repeats": repeats}, fh, indent=1)
+    text = render(summary, rows, selected, repeats)
     with open(os.path.join(folder, "paper_comparison.md"), "w") as fh:
         fh.write(text)
     print(text)

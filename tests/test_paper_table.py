@@ -32,7 +32,7 @@ def test_ratios_and_three_percent_rule(tmp_path):
     assert rows["SASRecWS"]["metrics"]["recall@10"]["within_3pct"]
     assert not rows["SASRecWS"]["metrics"]["ndcg@10"]["within_3pct"]
     text = paper_table.render(summary, rows)
-    assert "| LRURec | LRURec | 0.6 | 0.01 | no | 0.1000 |" in text and "✗" in text
+    assert "| LRURec | LRURec | 0.6 | 0.01 | no | 2020 | 0.1000 |" in text and "✗" in text
 
 
 def test_selection_by_validation_and_several_summaries(tmp_path):
@@ -56,3 +56,22 @@ def test_selection_by_validation_and_several_summaries(tmp_path):
     assert "**LRURec@dropout0.4**" in (tmp_path / "a" / "paper_comparison.md").read_text()
     # one row name in two summaries is refused, not silently overwritten
     assert paper_table.main(["--summary", str(pa), "--summary", str(pa)]) == 2
+
+
+def test_other_seeds_are_repeats_not_candidates():
+    paper = paper_table.PAPER["LRURec"]
+    seeded = _row("LRURec", valid=0.2, **{m: v * 0.95 for m, v in paper.items()})
+    seeded["config"] = dict(seeded["config"], seed=1)
+    summary = {"dataset": "amazon-video-games", "models": {
+        "LRURec": _row("LRURec", valid=0.1, **{m: v * 1.01 for m, v in paper.items()}),
+        "LRURec@seed1": seeded}}
+    rows = paper_table.compare_rows(summary)
+    # a better validation score under another seed does not make that seed the selected model
+    assert paper_table.select_by_validation(rows)["LRURec"]["row"] == "LRURec"
+    (rep,) = paper_table.seed_repeats(rows)
+    assert rep["seeds"] == [1, 2020] and rep["rows"] == ["LRURec", "LRURec@seed1"]
+    r10 = rep["metrics"]["recall@10"]
+    assert abs(r10["mean"] - paper["recall@10"] * 0.98) < 1e-12
+    assert abs(r10["std"] - paper["recall@10"] * 0.06 / 2 ** 0.5) < 1e-12
+    assert r10["seeds_within_3pct"] == 1 and r10["seeds"] == 2
+    assert "over seeds [1, 2020]" in paper_table.render(summary, rows, None, [rep])
