@@ -5,3 +5,7 @@
 python -m recbole_lru.compare --dataset ml-100k --models LRURec,SASRecWS,LinRec:whole_sequence,GRU4Rec,FPMC,BPR \
   --mask_history --epochs 40 --stopping_step 5 --threads 2 --out results \
   --model_config GRU4Rec:epochs=5 --model_config LinRec:epochs=10
+# The rest of the default zoo, RecBole's prefix regime, 900 s of training each on one thread (beside a Video run
+# on the other core): a time budget, so these rows carry time_budget_s in their protocol.
+python -m recbole_lru.compare --dataset ml-100k --models NARM,Caser,SASRec,BERT4Rec --mask_history --epochs 40 \
+  --stopping_step 5 --threads 1 --time_budget 900 --out results
