@@ -229,7 +229,7 @@ from recbole_lru.compat import keep_freed_memory
 print(keep_freed_memory())
 x = torch.ones(25_000_000).sum()  # the first use faults its pages in either way
 r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(12):
     x = x + torch.ones(25_000_000).sum()  # a 100 MB buffer allocated and freed each time
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 """
@@ -246,6 +246,8 @@ def test_keep_freed_memory_stops_page_faulting_large_buffers():
     tuned_on, tuned = faults("")
     default_on, default = faults("default")
     assert tuned_on and not default_on
-    # default glibc maps and unmaps each 100 MB buffer: ~24k page faults per use
-    assert default > 5 * 20_000
-    assert tuned < default * 0.8
+    # default glibc maps and unmaps each 100 MB buffer: ~24k page faults per use. Tuned, the heap still
+    # grows (and faults) for the first few uses while small allocations fragment it, then buffers are
+    # reused: 1 to 3 of the 12 uses fault here, so the bound leaves room for twice that.
+    assert default > 12 * 20_000
+    assert tuned < default * 0.5
