@@ -35,7 +35,8 @@ def paper_model(row_name: str, row: dict) -> str:
 def compare_rows(summary: dict, source: str | None = None) -> dict:
     out = {}
     for name, row in (summary.get("models") or {}).items():
-        paper = PAPER.get(paper_model(name, row))
+        paper_row = paper_model(name, row)
+        paper = PAPER.get(paper_row)
         test = row.get("test") or {}
         if row.get("error") or paper is None or test.get("recall@10") is None:
             continue
@@ -46,13 +47,13 @@ def compare_rows(summary: dict, source: str | None = None) -> dict:
                 cells[m] = {"ours": test[m], "paper": paper[m], "ratio": r, "within_3pct": r >= 1 - TOLERANCE}
         hp = row.get("config") or {}
         out[name] = {
-            "paper_row": paper_model(name, row),
+            "paper_row": paper_row,
             "metrics": cells,
             "all_within_3pct": all(c["within_3pct"] for c in cells.values()),
             "hidden_dropout_prob": hp.get("hidden_dropout_prob"),
             "weight_decay": hp.get("weight_decay"),
             # rows run before the key existed trained next-item targets only
-            "first_item_target": bool(hp.get("first_item_target")) if paper_model(name, row) == "LRURec" else None,
+            "first_item_target": bool(hp.get("first_item_target")) if paper_row == "LRURec" else None,
             "best_valid_recall@10": (row.get("best_valid") or {}).get("recall@10"),
             "seed": hp.get("seed", DEFAULT_SEED),
             "source": source,
@@ -70,23 +71,18 @@ def _configuration(r: dict) -> tuple:
 def select_by_validation(rows: dict) -> dict:
     """Per paper model, the row with the best validation Recall@10 among the default-seed rows (the
     paper selects its grid's configuration so, then reports that model's test metrics)."""
-    best = {}
+    candidates: dict[str, list[str]] = {}
     for name, r in rows.items():
-        v = r.get("best_valid_recall@10")
-        if v is None or r.get("seed", DEFAULT_SEED) != DEFAULT_SEED:
-            continue
-        cur = best.get(r["paper_row"])
-        if cur is None or v > rows[cur]["best_valid_recall@10"]:
-            best[r["paper_row"]] = name
-    return {
-        paper: {"row": name, "best_valid_recall@10": rows[name]["best_valid_recall@10"],
-                "all_within_3pct": rows[name]["all_within_3pct"],
-                "within_3pct": sum(c["within_3pct"] for c in rows[name]["metrics"].values()),
-                "of": len(rows[name]["metrics"]),
-                "candidates": sum(r["paper_row"] == paper and r.get("seed", DEFAULT_SEED) == DEFAULT_SEED
-                                  for r in rows.values())}
-        for paper, name in best.items()
-    }
+        if r["best_valid_recall@10"] is not None and r["seed"] == DEFAULT_SEED:
+            candidates.setdefault(r["paper_row"], []).append(name)
+    selected = {}
+    for paper, names in candidates.items():
+        name = max(names, key=lambda n: rows[n]["best_valid_recall@10"])  # the first of equals, as before
+        selected[paper] = {"row": name, "best_valid_recall@10": rows[name]["best_valid_recall@10"],
+                           "all_within_3pct": rows[name]["all_within_3pct"],
+                           "within_3pct": sum(c["within_3pct"] for c in rows[name]["metrics"].values()),
+                           "of": len(rows[name]["metrics"]), "candidates": len(names)}
+    return selected
 
 
 def seed_repeats(rows: dict) -> list[dict]:
@@ -97,8 +93,7 @@ def seed_repeats(rows: dict) -> list[dict]:
         groups.setdefault(_configuration(r), []).append(name)
     out = []
     for (paper, dropout, wd, first), names in groups.items():
-        seeds = {rows[n].get("seed", DEFAULT_SEED) for n in names}
-        if len(seeds) < 2:
+        if len({rows[n]["seed"] for n in names}) < 2:
             continue
         metrics = {}
         for m in METRICS:
@@ -112,7 +107,7 @@ def seed_repeats(rows: dict) -> list[dict]:
                           "seeds_within_3pct": sum(c["within_3pct"] for c in cells), "seeds": len(cells)}
         out.append({"paper_row": paper, "hidden_dropout_prob": dropout, "weight_decay": wd,
                     "first_item_target": first, "rows": names,
-                    "seeds": sorted(rows[n].get("seed", DEFAULT_SEED) for n in names), "metrics": metrics})
+                    "seeds": sorted(rows[n]["seed"] for n in names), "metrics": metrics})
     return out
 
 
@@ -132,9 +127,9 @@ def render(summary: dict, rows: dict, selected: dict | None = None, repeats: lis
             c = r["metrics"].get(m)
             cells.append("–" if c is None else
                          f"{c['ours']:.4f} / {c['paper']:.4f} = {c['ratio']:.3f} {'✓' if c['within_3pct'] else '✗'}")
-        valid = r.get("best_valid_recall@10")
+        valid = r["best_valid_recall@10"]
         lines.append(f"| {name} | {r['paper_row']} | {r['hidden_dropout_prob']} | {r['weight_decay']} | "
-                     f"{_flag(r.get('first_item_target'))} | {r.get('seed', DEFAULT_SEED)} | "
+                     f"{_flag(r['first_item_target'])} | {r['seed']} | "
                      f"{'–' if valid is None else f'{valid:.4f}'} | "
                      + " | ".join(cells) + f" | {r['epochs_to_best']}/{r['epochs_run']} ({r['stopped_by']}) |")
     if selected:
@@ -165,7 +160,7 @@ def main(argv=None) -> int:
                         "the output goes beside the first")
     args = p.parse_args(argv)
     paths = args.summary or [os.path.join(REPO, "results", "amazon-video-games", "summary.json")]
-    rows, summary = {}, None
+    rows, summary, sources = {}, None, []
     for path in paths:
         if not os.path.isfile(path):
             print(f"error: {path} not found; run the Video comparison first "
@@ -175,6 +170,7 @@ def main(argv=None) -> int:
             one = json.load(fh)
         summary = summary or one
         source = os.path.relpath(os.path.abspath(path), REPO)
+        sources.append(source)
         for name, r in compare_rows(one, source).items():
             if name in rows:
                 print(f"error: row {name!r} appears in two summaries ({rows[name]['source']} and {source}); "
@@ -185,9 +181,7 @@ def main(argv=None) -> int:
     repeats = seed_repeats(rows)
     folder = os.path.dirname(os.path.abspath(paths[0]))
     with open(os.path.join(folder, "paper_comparison.json"), "w") as fh:
-        json.dump({"paper": PAPER, "tolerance": TOLERANCE, "sources": [os.path.relpath(os.path.abspath(x), REPO)
-                                                                       for x in paths],
-                   "rows": rows, "selected": selected, "seed_repeats": repeats}, fh, indent=1)
+        json.dump({"paper": PAPER, "tolerance": TOLERANCE, "sources": sources, "rows": rows, "selected": selected, "seed_repeats": repeats}, fh, indent=1)
     text = render(summary, rows, selected, repeats)
     with open(os.path.join(folder, "paper_comparison.md"), "w") as fh:
         fh.write(text)

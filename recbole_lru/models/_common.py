@@ -75,7 +75,7 @@ def sequence_loss(model: nn.Module, interaction, hidden: torch.Tensor, item_seq:
         if getattr(model, "first_item_target", False):
             # rows shorter than MAX_ITEM_LIST_LENGTH hold the user's whole history, so their first
             # item is also a target, predicted from an empty history (the official LRURec code's)
-            starts = (item_seq_len < item_seq.shape[1]).nonzero().squeeze(1)
+            starts = (item_seq_len < model.max_seq_length).nonzero().squeeze(1)
             if starts.numel():
                 h = torch.cat([h, model.encode_empty(starts.numel()).to(h.dtype)])
                 target = torch.cat([target, item_seq[starts, 0]])
