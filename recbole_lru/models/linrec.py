@@ -18,7 +18,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from ..data import WholeSequenceDataset
 from ..layers.linear_attention import use_linrec_attention
 from ..trainer import SequentialTrainer
-from ._common import check_config, check_item_ids, sequence_loss
+from ._common import check_config, check_item_ids, no_decay_param_groups, sequence_loss
 
 __all__ = ["LinRec"]
 
@@ -140,3 +140,7 @@ class LinRec(SASRec):
         check_item_ids(item_ids, self.n_items)
         x, state = self._advance(item_ids, state)
         return self.score_all(x), state
+
+    def optimizer_param_groups(self, weight_decay: float) -> list[dict]:
+        # as LRURec: decay on weight matrices and embeddings, none on biases and LayerNorm
+        return no_decay_param_groups(self, weight_decay)

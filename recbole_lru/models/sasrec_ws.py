@@ -16,7 +16,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from ..data import WholeSequenceDataset
 from ..trainer import SequentialTrainer
-from ._common import check_config, sequence_loss
+from ._common import check_config, no_decay_param_groups, sequence_loss
 
 __all__ = ["SASRecWS"]
 
@@ -51,3 +51,7 @@ class SASRecWS(SASRec):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         return sequence_loss(self, interaction, self.encode(item_seq), item_seq, item_seq_len)
+
+    def optimizer_param_groups(self, weight_decay: float) -> list[dict]:
+        # the LRURec paper trains every model alike: decoupled decay on weight matrices and embeddings only
+        return no_decay_param_groups(self, weight_decay)
