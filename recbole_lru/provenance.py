@@ -1,0 +1,146 @@
+"""Where a result came from: the machine, the code's git state, and JSON written safely.
+
+The one home of these helpers for the package, the benchmarks and the tests. Nothing here imports
+torch or RecBole at module level, so a benchmark or a report can import it cheaply; the machine
+record reads their versions only when they are installed.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+
+__all__ = ["machine_info", "git_info", "json_safe", "atomic_write_json", "atomic_write_text"]
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_total_gb() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def machine_info() -> dict:
+    """The machine and software a measurement ran on (no paths, so records stay portable)."""
+    info = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_total_gb": _memory_total_gb(),
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+    }
+    try:
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on every platform
+        info["load_average"] = None
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover
+        info["torch"] = None
+    try:
+        import recbole
+
+        info["recbole"] = recbole.__version__
+    except ImportError:  # pragma: no cover
+        info["recbole"] = None
+    return info
+
+
+def git_info(path) -> dict:
+    """``{"git_commit": sha or None, "git_dirty": bool or None}`` for the checkout holding ``path``.
+
+    ``path`` is explicit (a file or folder inside the checkout) because an installed package does
+    not live in a checkout: outside one, or without git, both values are None. Dirty means tracked
+    files differ from the commit; untracked files do not count.
+    """
+    folder = os.fspath(path)
+    if not os.path.isdir(folder):
+        folder = os.path.dirname(os.path.abspath(folder)) or "."
+
+    def git(*args):
+        try:
+            out = subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def json_safe(obj):
+    """A JSON-serialisable copy: enums by name, numpy/torch scalars as numbers, non-finite floats
+    as None (JSON has no NaN), tuples and sets as lists, anything else unknown as its string."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, enum.Enum):  # before int: IntEnum members are ints
+        return obj.name
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in obj]
+    item = getattr(obj, "item", None)
+    if callable(item) and getattr(obj, "ndim", 1) == 0:
+        try:
+            return json_safe(item())
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return str(obj)
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place, so a reader
+    (or a crash mid-write) never sees a truncated file and no temporary file stays behind."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        umask = os.umask(0)  # mkstemp makes the file 0600: give it the permissions open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_json(path, obj) -> None:
+    """``obj`` through :func:`json_safe`, indented, written atomically to ``path``."""
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2) + "\n")
