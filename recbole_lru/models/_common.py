@@ -7,10 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import TRAIN_MODES, next_item_labels
+from ..ops.linear_ce import check_backend as _check_ce_backend
+from ..ops.linear_ce import linear_cross_entropy
 
 __all__ = [
     "check_config",
     "sequence_loss",
+    "ce_backend",
     "check_item_ids",
     "no_decay_param_groups",
 ]
@@ -51,6 +54,22 @@ def check_config(config, model_name: str, extra_ranges: dict | None = None) -> N
         )
 
 
+def ce_backend(config) -> str:
+    """The validated ``ce_backend`` key: how the CE loss scores the catalogue (see
+    :func:`recbole_lru.ops.linear_ce.resolve_backend`); "auto" when unset."""
+    return _check_ce_backend(config["ce_backend"] or "auto")
+
+
+def _catalogue_ce(model: nn.Module, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``model.score_all(h)`` against ``target``; models that expose their output
+    layer (``output_weights() -> (weight, bias)``) go through the fused op, which never builds the
+    (N, n_items) logits on CPU, the dominant cost of a whole-sequence training step."""
+    if not hasattr(model, "output_weights"):
+        return F.cross_entropy(model.score_all(h), target)
+    weight, bias = model.output_weights()
+    return linear_cross_entropy(h, weight, target, bias, backend=getattr(model, "ce_backend", "auto"))
+
+
 def sequence_loss(model: nn.Module, interaction, hidden: torch.Tensor, item_seq: torch.Tensor,
                   item_seq_len: torch.Tensor) -> torch.Tensor:
     """Loss for either training regime.
@@ -63,7 +82,8 @@ def sequence_loss(model: nn.Module, interaction, hidden: torch.Tensor, item_seq:
 
     Args:
         model: a SequentialRecommender with ``train_mode``, ``loss_type``, ``POS_ITEM_ID``,
-            ``NEG_ITEM_ID`` and ``score_all(h) -> (N, n_items)`` / ``score_items(h, items)``.
+            ``NEG_ITEM_ID`` and ``score_all(h) -> (N, n_items)`` / ``score_items(h, items)``; with
+            ``output_weights()`` (and ``ce_backend``) the CE loss runs the fused catalogue op.
         hidden: (B, L, D) output of the encoder at every position.
     """
     pos_items = interaction[model.POS_ITEM_ID]
@@ -80,13 +100,13 @@ def sequence_loss(model: nn.Module, interaction, hidden: torch.Tensor, item_seq:
                 h = torch.cat([h, model.encode_empty(starts.numel()).to(h.dtype)])
                 target = torch.cat([target, item_seq[starts, 0]])
         if model.loss_type == "CE":
-            return F.cross_entropy(model.score_all(h), target)
+            return _catalogue_ce(model, h, target)
         # BPR per position against one uniformly drawn negative (RecBole's sampler gives one per row)
         neg = torch.randint(1, model.n_items, target.shape, device=target.device)
         return -F.logsigmoid(model.score_items(h, target) - model.score_items(h, neg)).mean()
     h = model.gather_indexes(hidden, item_seq_len - 1)  # [B D]
     if model.loss_type == "CE":
-        return F.cross_entropy(model.score_all(h), pos_items)
+        return _catalogue_ce(model, h, pos_items)
     neg_items = interaction[model.NEG_ITEM_ID]
     return -F.logsigmoid(model.score_items(h, pos_items) - model.score_items(h, neg_items)).mean()
 

@@ -18,7 +18,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from ..data import WholeSequenceDataset
 from ..layers.linear_attention import use_linrec_attention
 from ..trainer import SequentialTrainer
-from ._common import check_config, check_item_ids, no_decay_param_groups, sequence_loss
+from ._common import ce_backend, check_config, check_item_ids, no_decay_param_groups, sequence_loss
 
 __all__ = ["LinRec"]
 
@@ -54,6 +54,7 @@ class LinRec(SASRec):
         self.causal = bool(config["causal"])
         self.train_mode = config["train_mode"] or "prefix"
         self.attention_backend = config["attention_backend"] or "auto"
+        self.ce_backend = ce_backend(config)
         if self.train_mode == "whole_sequence" and not self.causal:
             raise ValueError(
                 "Invalid LinRec config: train_mode='whole_sequence' scores every position, so each "
@@ -81,6 +82,10 @@ class LinRec(SASRec):
 
     def score_all(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.item_embedding.weight.t()
+
+    def output_weights(self) -> tuple[torch.Tensor, None]:
+        """(weight [n_items D], no bias) of :meth:`score_all`, for the fused CE loss."""
+        return self.item_embedding.weight, None
 
     def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (h * self.item_embedding(items)).sum(-1)

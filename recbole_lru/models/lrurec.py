@@ -20,7 +20,7 @@ from torch import nn
 from ..data import WholeSequenceDataset
 from ..layers.lru import LRUBlock
 from ..trainer import SequentialTrainer
-from ._common import check_config, check_item_ids, no_decay_param_groups, sequence_loss
+from ._common import ce_backend, check_config, check_item_ids, no_decay_param_groups, sequence_loss
 
 __all__ = ["LRURec"]
 
@@ -81,6 +81,7 @@ class LRURec(SequentialRecommender):
         self.use_residual = config["use_residual"] is not False
         self.use_pffn = config["use_pffn"] is not False
         self.scan_backend = config["scan_backend"] or "auto"
+        self.ce_backend = ce_backend(config)
         self.first_item_target = bool(config["first_item_target"]) and self.train_mode == "whole_sequence"
         if not self.r_min < self.r_max:
             raise ValueError(f"Invalid LRURec config: r_min={self.r_min} must be below r_max={self.r_max}.")
@@ -155,6 +156,10 @@ class LRURec(SequentialRecommender):
     def score_all(self, h: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (N, n_items) scores."""
         return torch.addmm(self.item_bias, h, self.item_embedding.weight.t())
+
+    def output_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight [n_items D], bias [n_items]) of :meth:`score_all`, for the fused CE loss."""
+        return self.item_embedding.weight, self.item_bias
 
     def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(N, D), (N,) -> (N,) scores of the given items."""

@@ -16,7 +16,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from ..data import WholeSequenceDataset
 from ..trainer import SequentialTrainer
-from ._common import check_config, no_decay_param_groups, sequence_loss
+from ._common import ce_backend, check_config, no_decay_param_groups, sequence_loss
 
 __all__ = ["SASRecWS"]
 
@@ -32,6 +32,7 @@ class SASRecWS(SASRec):
         check_config(config, "SASRecWS")
         super().__init__(config, dataset)
         self.train_mode = config["train_mode"] or "whole_sequence"
+        self.ce_backend = ce_backend(config)
 
     def encode(self, item_seq: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, D) hidden states at every position."""
@@ -43,6 +44,10 @@ class SASRecWS(SASRec):
 
     def score_all(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.item_embedding.weight.t()
+
+    def output_weights(self) -> tuple[torch.Tensor, None]:
+        """(weight [n_items D], no bias) of :meth:`score_all`, for the fused CE loss."""
+        return self.item_embedding.weight, None
 
     def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (h * self.item_embedding(items)).sum(-1)
