@@ -1,4 +1,4 @@
-"""Dataset class for whole-sequence training (``train_mode: whole_sequence``).
+"""Dataset class of the plugin's models (``train_mode: whole_sequence`` and RecBole's prefix rows).
 
 RecBole's :class:`SequentialDataset` turns every interaction into one training row holding its
 prefix (ml-100k: 97k rows for 943 users) and models take the loss at the last position only.
@@ -13,77 +13,33 @@ per user). ``sequence_windows: all`` also keeps the rows that end earlier window
 targets), so that every training target of a long history is used once per epoch.
 
 With ``train_mode: prefix`` (or any model that doesn't ask for it) the class behaves exactly as
-RecBole's :class:`SequentialDataset`.
+RecBole's :class:`SequentialDataset`. The row selection and labels are in :mod:`recbole_lru.regimes`.
 """
 from __future__ import annotations
 
-import numpy as np
+import os
+
 import torch
 from recbole.data.dataset import SequentialDataset
 
-__all__ = ["WholeSequenceDataset", "TRAIN_MODES", "SEQUENCE_WINDOWS", "window_end_rows", "next_item_labels"]
+from .catalog import DatasetNotFoundError
+from .regimes import SEQUENCE_WINDOWS, TRAIN_MODES, check_regime, next_item_labels, window_end_rows
 
-TRAIN_MODES = ("prefix", "whole_sequence")
-SEQUENCE_WINDOWS = ("last", "all")
-
-
-def window_end_rows(uid: np.ndarray, window: int, last_only: bool = False) -> np.ndarray:
-    """Indices of rows that end a window, given per-row user ids in sequence order per user.
-
-    Args:
-        uid: (T,) user id of each training row; each user's rows appear in time order
-            (they need not be contiguous).
-        window: the window length ``MAX_ITEM_LIST_LENGTH``.
-        last_only: keep only each user's last row (one row per user).
-
-    Returns:
-        (R,) sorted row indices whose distance from the user's last row is a multiple of ``window``.
-    """
-    uid = np.asarray(uid)
-    if uid.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.argsort(uid, kind="stable")
-    sorted_uid = uid[order]
-    starts = np.flatnonzero(np.r_[True, sorted_uid[1:] != sorted_uid[:-1]])
-    counts = np.diff(np.r_[starts, sorted_uid.size])
-    pos_in_user = np.arange(sorted_uid.size) - np.repeat(starts, counts)
-    from_last = np.repeat(counts, counts) - 1 - pos_in_user
-    keep = order[from_last == 0] if last_only else order[from_last % window == 0]
-    return np.sort(keep)
-
-
-def next_item_labels(item_seq: torch.Tensor, item_seq_len: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
-    """Next-item label for every input position of right-padded sequences.
-
-    Args:
-        item_seq: (B, L) item ids, 0 = padding, real items first.
-        item_seq_len: (B,) number of real items (>= 1).
-        pos_items: (B,) the item that follows the last real item.
-
-    Returns:
-        (B, L) labels: ``item_seq[:, t+1]`` inside the sequence, ``pos_items`` at the last real
-        position, 0 at padding positions.
-    """
-    labels = torch.cat([item_seq[:, 1:], torch.zeros_like(item_seq[:, :1])], dim=1)
-    last = (item_seq_len.long() - 1).clamp_min(0).unsqueeze(1)
-    return labels.scatter(1, last, pos_items.long().unsqueeze(1))
+# the regime names stay importable from here (the models and older scripts read them from data)
+__all__ = ["WholeSequenceDataset", "DatasetNotFoundError", "TRAIN_MODES", "SEQUENCE_WINDOWS",
+           "window_end_rows", "next_item_labels"]
 
 
 class WholeSequenceDataset(SequentialDataset):
     """RecBole's sequential dataset with one row per user window for whole-sequence training."""
 
     def build(self):
-        from .models._common import check_config  # late: the models import this module
-
-        # the dataset is built before the model: check the shared keys now, with the model's message
-        check_config(self.config, self.config["model"])
+        # the dataset is built before the model: check the keys that shape its rows now
+        check_regime(self.config, self.config["model"])
         mode = self.config["train_mode"] or "prefix"
         datasets = super().build()
         if mode == "whole_sequence":
             windows = self.config["sequence_windows"] or "last"
-            if windows not in SEQUENCE_WINDOWS:
-                raise ValueError(f"sequence_windows={windows!r} must be one of {list(SEQUENCE_WINDOWS)}; fix it "
-                                 f"in your YAML file, config_dict or --sequence_windows=... option.")
             train = datasets[0]
             keep = window_end_rows(train.inter_feat[self.uid_field].numpy(), self.max_item_list_len,
                                    last_only=windows == "last")
@@ -92,3 +48,24 @@ class WholeSequenceDataset(SequentialDataset):
                 f"whole_sequence training: {len(train.inter_feat)} prefix rows -> {len(keep)} sequence rows"
             )
         return datasets
+
+    def _download(self):
+        """RecBole's download, but a dataset that is neither on disk nor downloadable (offline, or
+        a name RecBole has no link for) gives one error naming the folder and the fix."""
+        folder = os.path.abspath(self.dataset_path)
+        hint = (
+            f"Dataset '{self.dataset_name}' was not found: no file {folder}{os.sep}"
+            f"{self.dataset_name}.inter. Put the atomic files (<name>.inter, optionally .user/.item) "
+            f"in that folder, or point RecBole at their parent folder with --data_path=DIR "
+            f"(config key data_path)."
+        )
+        try:
+            url = self._get_download_url("url")
+        except Exception:  # RecBole raises a bare ValueError/KeyError for names it has no link for
+            raise DatasetNotFoundError(hint + " RecBole has no download link for this name.") from None
+        try:
+            return super()._download()
+        except (OSError, ValueError) as err:  # URLError is an OSError
+            raise DatasetNotFoundError(f"{hint} Downloading it from {url} failed ({err}).") from None
+        except SystemExit:
+            raise DatasetNotFoundError(hint + " The download was declined.") from None
