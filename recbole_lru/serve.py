@@ -1,0 +1,38 @@
+"""``python -m recbole_lru.serve --bundle DIR [--store sqlite:PATH | redis://HOST:PORT/DB] --port 8000``:
+the HTTP service (FastAPI + uvicorn) over a bundle written by ``python -m recbole_lru.export``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recbole_lru.serve", description=__doc__)
+    parser.add_argument("--bundle", required=True, help="bundle folder")
+    parser.add_argument("--store", default="sqlite:states.sqlite",
+                        help="sqlite:PATH[?group_commit_ms=MS&synchronous=full|normal] or redis://HOST:PORT/DB")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per request")
+    parser.add_argument("--log_level", default="warning")
+    args = parser.parse_args(argv)
+
+    import torch
+    import uvicorn
+
+    from .serving import BundleError, Recommender, StoreError
+    from .serving.app import create_app
+
+    torch.set_num_threads(args.threads)
+    try:
+        recommender = Recommender(args.bundle, store=args.store)
+    except (BundleError, StoreError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(recommender), host=args.host, port=args.port, log_level=args.log_level)
+    recommender.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

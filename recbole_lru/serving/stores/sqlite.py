@@ -1,0 +1,191 @@
+"""The embedded default store: one SQLite file, one row per user.
+
+Durability: the file runs in WAL mode, and ``commit`` returns only after SQLite's COMMIT, so an
+acknowledged interaction survives a crash of the process (kill -9). ``synchronous=full`` (the
+default) also fsyncs the log on every commit, so it survives a power loss too; ``normal`` skips
+that fsync (faster; a power loss may drop the last commits, a process crash still loses nothing).
+
+Group commit (``group_commit_ms`` >= 0): a single writer thread takes every update waiting in its
+queue, checks and writes them in one transaction and acknowledges each after that one COMMIT, so
+concurrent requests share an fsync instead of queueing for one each. ``group_commit_ms`` is how long
+the writer lingers for more after the first (0: none; it still batches whatever arrived during the
+previous commit). The trade-off is latency: each commit may wait up to that long. Without group
+commit (``None``, the default) each caller commits in its own transaction under a lock.
+Several processes may share one file: writes take SQLite's write lock (``BEGIN IMMEDIATE``) and
+check versions inside it, so the compare-and-set holds across processes too.
+"""
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from concurrent.futures import Future
+from typing import Sequence
+
+from .base import StateStore, StoredUser, StoreError, Update
+
+__all__ = ["SQLiteStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    user TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL, seen BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+_MAX_PARAMS = 900  # below SQLite's default limit of host parameters per statement
+
+
+class SQLiteStore(StateStore):
+    def __init__(self, path: str, synchronous: str = "full", group_commit_ms: float | None = None,
+                 max_group: int = 256, busy_timeout_s: float = 30.0):
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous={synchronous!r} must be 'full' or 'normal'")
+        if group_commit_ms is not None and group_commit_ms < 0:
+            raise ValueError(f"group_commit_ms={group_commit_ms!r} must be >= 0 (or None: no group commit)")
+        self.path, self.synchronous, self.busy_timeout_s = str(path), synchronous, busy_timeout_s
+        self.url = f"sqlite:{self.path}"
+        self.namespace = None
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writer_conn = self._connect()
+        self._writer_conn.executescript(_SCHEMA)
+        self._group_ms, self._max_group = group_commit_ms, max_group
+        self._queue: queue.Queue | None = None
+        if group_commit_ms is not None:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._writer_loop, name="sqlite-group-commit", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ connections
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open SQLite store {self.path}: {err}") from None
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    # ------------------------------------------------------------------ interface
+    def attach(self, namespace: str) -> None:
+        conn = self._writer_conn
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'namespace'").fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO meta VALUES ('namespace', ?)", (namespace,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        if row is not None and row[0] != namespace:
+            raise StoreError(f"{self.path} holds the user states of another model (namespace {row[0]}, "
+                             f"this bundle's is {namespace}); use a new file for this bundle")
+        self.namespace = namespace
+
+    def load(self, users: Sequence[str]) -> list[StoredUser | None]:
+        conn, found = self._reader(), {}
+        unique = list(dict.fromkeys(users))
+        # one read transaction: every row comes from the same snapshot
+        conn.execute("BEGIN")
+        try:
+            for i in range(0, len(unique), _MAX_PARAMS):
+                part = unique[i:i + _MAX_PARAMS]
+                marks = ",".join("?" * len(part))
+                for user, version, state, seen in conn.execute(
+                        f"SELECT user, version, state, seen FROM users WHERE user IN ({marks})", part):
+                    found[user] = StoredUser(version, bytes(state), bytes(seen))
+        finally:
+            conn.execute("COMMIT")
+        return [found.get(u) for u in users]
+
+    def commit(self, updates: Sequence[Update]) -> bool:
+        if not updates:
+            return True
+        if self._queue is None:
+            with self._write_lock:
+                return self._transaction([updates])[0]
+        done: Future = Future()
+        self._queue.put((updates, done))
+        return done.result()
+
+    def clear(self) -> None:
+        with self._write_lock:
+            self._writer_conn.execute("DELETE FROM users")
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+        self._writer_conn.close()
+
+    # ------------------------------------------------------------------ writes
+    def _transaction(self, groups: list[Sequence[Update]]) -> list[bool]:
+        """Check-and-write each group in one transaction; a group whose check fails writes nothing
+        and does not stop the others."""
+        conn = self._writer_conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = []
+            for updates in groups:
+                seen = {}
+                ok = True
+                for u in updates:
+                    row = conn.execute("SELECT version, seen FROM users WHERE user = ?", (u.user,)).fetchone()
+                    version = 0 if row is None else row[0]
+                    if version != u.expected_version:
+                        ok = False
+                        break
+                    seen[u.user] = b"" if row is None else bytes(row[1])
+                if ok:
+                    conn.executemany(
+                        "INSERT INTO users (user, version, state, seen) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT(user) DO UPDATE SET version = excluded.version, state = excluded.state, "
+                        "seen = excluded.seen",
+                        [(u.user, u.new_version, u.state, seen[u.user] + u.seen_suffix) for u in updates])
+                results.append(ok)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _writer_loop(self) -> None:
+        import time
+
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            deadline = time.monotonic() + (self._group_ms or 0.0) / 1000.0
+            while len(batch) < self._max_group:
+                try:
+                    wait = deadline - time.monotonic()
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                with self._write_lock:
+                    results = self._transaction([updates for updates, _ in batch])
+            except BaseException as err:  # the commit failed: nobody is acknowledged
+                for _, fut in batch:
+                    fut.set_exception(err)
+                continue
+            for (_, fut), ok in zip(batch, results):
+                fut.set_result(ok)
