@@ -38,7 +38,8 @@ def run(model: str, dataset: str, config_file_list=None, config_dict=None, saved
     """Train, validate and test ``model`` on ``dataset`` (any RecBole model or the plugin's).
 
     Without ``resume`` this is ``recbole.quick_start.run``. With ``resume=<checkpoint>`` training
-    continues from that checkpoint (RecBole's ``Trainer.resume_checkpoint``).
+    continues from that checkpoint (RecBole's ``Trainer.resume_checkpoint``). With ``nproc > 1`` or
+    ``world_size > 0`` it runs :func:`recbole_lru.distributed.run` (also with ``resume``).
 
     Returns:
         RecBole's result dict: best_valid_score, best_valid_result, test_result, ...
@@ -46,12 +47,16 @@ def run(model: str, dataset: str, config_file_list=None, config_dict=None, saved
     registry.register()
     from recbole.quick_start import run as recbole_run
 
+    if nproc != 1 or world_size > 0:
+        from . import distributed  # gloo on CPU, NCCL on GPUs, exact sharding, resume with N processes
+
+        return distributed.run(model, dataset, config_file_list, config_dict, saved=saved, nproc=nproc,
+                               world_size=world_size, ip=ip, port=port, group_offset=group_offset,
+                               resume=resume)
     if resume is None:
         return recbole_run(model, dataset, config_file_list=config_file_list, config_dict=config_dict,
                            saved=saved, nproc=nproc, world_size=world_size, ip=ip, port=port,
                            group_offset=group_offset)
-    if nproc != 1 or world_size > 0:
-        raise ValueError("--resume runs in a single process; drop --nproc/--world_size.")
     return _run_resumed(model, dataset, config_file_list, config_dict, saved, resume)
 
 

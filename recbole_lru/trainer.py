@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 import torch
 from recbole.trainer import Trainer
 
+from . import distributed
 from .compat import load_checkpoint, save_checkpoint
 
-__all__ = ["SequentialTrainer", "NonFiniteLossError", "last_checkpoint_path"]
+__all__ = ["SequentialTrainer", "NonFiniteLossError", "TimeBudgetReached", "last_checkpoint_path"]
 
 LAST_KIND = "recbole_lru.last"
 _REQUIRED_KEYS = ("state_dict", "optimizer", "epoch", "cur_step", "best_valid_score")
@@ -34,6 +36,10 @@ _REQUIRED_KEYS = ("state_dict", "optimizer", "epoch", "cur_step", "best_valid_sc
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class TimeBudgetReached(Exception):
+    """``time_budget`` (training seconds) would be overrun by the next epoch."""
 
 
 def last_checkpoint_path(saved_model_file: str) -> str:
@@ -84,9 +90,18 @@ def _config_changes(saved, current) -> list[str]:
                   if k not in _FREE_TO_CHANGE and a.get(k) != b.get(k))
 
 
+def _loss_kind(loss) -> str:
+    if torch.isfinite(loss).all():
+        return "nan or inf in another process"
+    return "nan" if torch.isnan(loss).any() else "inf"
+
+
 class SequentialTrainer(Trainer):
     def __init__(self, config, model):
         super().__init__(config, model)
+        # each process's clock names its own file: all ranks use rank 0's name
+        self.saved_model_file = distributed.from_main(self.saved_model_file, config)
+        self._fit_clock = None
         self._write_last = False
         self._fit_start_epoch = 0
         self._train_data = None
@@ -107,16 +122,28 @@ class SequentialTrainer(Trainer):
 
     # ------------------------------------------------------------------ failures
     def _check_nan(self, loss):
-        if not torch.isfinite(loss).all():
+        # under DDP every rank stops at the same step, whichever rank saw the bad loss
+        if distributed.any_rank(not torch.isfinite(loss).all(), self.config):
             saved = getattr(self, "saved_model_file", None)
             kept = f"The best checkpoint so far is kept at {saved}"
             last = self.last_checkpoint_file if saved else None
             if last and os.path.isfile(last):
                 kept += f"; resume from the last good epoch with --resume={last}"
             raise NonFiniteLossError(
-                f"Training loss is {'nan' if torch.isnan(loss).any() else 'inf'}: training stopped. "
+                f"Training loss is {_loss_kind(loss)}: training stopped. "
                 f"{kept}. Lower learning_rate, set clip_grad_norm (e.g. {{max_norm: 5.0}}), or check the data."
             )
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        from recbole.data.dataloader import FullSortEvalDataLoader
+
+        if eval_data and distributed.is_distributed(self.config) and isinstance(eval_data, FullSortEvalDataLoader):
+            # RecBole's DistributedSampler pads the last shard, counting some users twice
+            return distributed.evaluate(self, eval_data, load_best_model, model_file, show_progress)
+        return super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
+                                show_progress=show_progress)
 
     # ------------------------------------------------------------------ last checkpoint
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -124,7 +151,21 @@ class SequentialTrainer(Trainer):
         # (training, validation and early stopping done): that is what the last checkpoint holds.
         if self._write_last and epoch_idx > self._fit_start_epoch:
             self._save_last_checkpoint(epoch_idx - 1)
+        self._check_time_budget(epoch_idx)
+        if distributed.is_distributed(self.config):
+            train_data = distributed.ShardedTrainData(train_data, self.config, epoch_idx)
         return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+    def _check_time_budget(self, epoch_idx: int) -> None:
+        """Stop before an epoch that would end past ``time_budget`` seconds of this fit, judged
+        from the mean epoch (with its validation) so far; rank 0's clock decides for all ranks."""
+        budget = self.config["time_budget"]
+        done = epoch_idx - self._fit_start_epoch
+        if not budget or done <= 0:
+            return
+        elapsed = time.perf_counter() - self._fit_clock
+        if distributed.from_main(elapsed + elapsed / done > float(budget), self.config):
+            raise TimeBudgetReached(f"time_budget={budget} s reached after {done} epochs")
 
     def _save_last_checkpoint(self, epoch: int) -> None:
         state = {
@@ -154,6 +195,7 @@ class SequentialTrainer(Trainer):
             return self.best_valid_score, self.best_valid_result
         self._write_last = bool(saved) and (self.config["single_spec"] or self.config["local_rank"] == 0)
         self._fit_start_epoch = self.start_epoch
+        self._fit_clock = time.perf_counter()
         try:
             result = super().fit(train_data, valid_data, verbose=verbose, saved=saved,
                                  show_progress=show_progress, callback_fn=callback_fn)
@@ -163,9 +205,13 @@ class SequentialTrainer(Trainer):
                 err.resume_file = last
                 self.logger.warning(f"Training interrupted. Continue it with --resume={last}")
             raise
+        except TimeBudgetReached as stop:
+            hint = f"; continue it with --resume={self.last_checkpoint_file}" if self._write_last else ""
+            self.logger.info(f"{stop}: training stopped{hint}")
+            return self.best_valid_score, self.best_valid_result  # the -last checkpoint stays
         finally:
             self._write_last = False
-        if saved and os.path.isfile(self.last_checkpoint_file):
+        if saved and distributed.is_main(self.config) and os.path.isfile(self.last_checkpoint_file):
             os.remove(self.last_checkpoint_file)  # training is complete; the best checkpoint remains
         return result
 
