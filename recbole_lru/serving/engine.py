@@ -75,7 +75,8 @@ class Engine:
                 raise ValueError(f"a stored state holds {len(b)} bytes; this bundle's states hold "
                                  f"{self.state_bytes} (the store was written by another model)")
         B = len(blobs)
-        rows = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(B, self.state_bytes)
+        # a bytearray: writable, so the tensors below own ordinary memory
+        rows = np.frombuffer(bytearray(b"".join(blobs)), dtype=np.uint8).reshape(B, self.state_bytes)
         leaves, offset = [], 0
         for (shape, dtype), size in zip(self._layout, self._sizes):
             chunk = np.ascontiguousarray(rows[:, offset:offset + size])

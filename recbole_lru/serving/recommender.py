@@ -97,11 +97,15 @@ class Recommender:
     # ------------------------------------------------------------------ writes
     def observe(self, user: str, item) -> int:
         """Append one interaction; returns the user's new version (interactions applied)."""
-        return self.observe_batch([(user, item)])[str(user)]
+        return self.observe_many(user, [item])
 
     def observe_many(self, user: str, items: Sequence) -> int:
         """Append several interactions of one user, in order, all or nothing."""
-        return self.observe_batch([(user, it) for it in items])[str(user)]
+        user = str(user)
+        ids = self.item_ids(items, where="items")
+        if not ids:
+            return self.history(user)[0]
+        return self._apply([user] * len(ids), ids)[user]
 
     def observe_batch(self, events: Iterable[tuple]) -> dict[str, int]:
         """Apply ``(user, item)`` events in order (a user may appear several times), all or nothing.
@@ -110,9 +114,11 @@ class Recommender:
         event of the batch (one round when every user appears once). Returns user -> new version.
         """
         events = [(str(u), it) for u, it in events]
-        ids = self.item_ids([it for _, it in events], where="events")
+        return self._apply([u for u, _ in events], self.item_ids([it for _, it in events], where="events"))
+
+    def _apply(self, event_users: list[str], ids: list[int]) -> dict[str, int]:
         per_user: dict[str, list[int]] = {}
-        for (user, _), i in zip(events, ids):
+        for user, i in zip(event_users, ids):
             per_user.setdefault(user, []).append(i)
         if not per_user:
             return {}
