@@ -1,0 +1,123 @@
+"""``summary.json``: one row per entry, the protocol, and a record of every run that wrote to it.
+
+Several harness processes may work on one results folder at once (different models on different
+machines' GPUs, or a second terminal): every update re-reads the file under a lock, merges its own
+rows in and writes it back atomically, so none drops another's rows.
+
+The row keys are a contract (``benchmarks/paper_table.py`` and the README read them): keys are only
+ever added.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from filelock import FileLock
+
+from ..provenance import atomic_write_json, json_safe
+
+__all__ = ["METRIC_KEYS", "load_summary", "protocol_key", "is_done", "empty_row", "make_row", "update_summary"]
+
+METRIC_KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "mrr@20"]
+# keys of the protocol that describe where things are, not how models are compared
+_PROTOCOL_LOCATION_KEYS = ("data_source",)
+# keys copied from a worker's result into its row when present
+_RESULT_KEYS = (
+    "epochs_to_best", "seconds_to_best", "seconds_per_epoch", "params", "peak_rss_mb", "epochs_run", "stopped_by",
+    "best_valid_score", "epoch_seconds", "valid_seconds", "curve", "data_seconds", "fit_seconds", "test_seconds",
+    "worker_seconds", "checkpoint_seconds", "n_users", "n_items", "n_interactions", "n_train_rows",
+    "dataset_class", "trainer_class", "resumable", "resumed_at_epochs", "optimization", "started_at",
+    "finished_at", "machine", "config", "traceback",
+)
+
+
+def protocol_key(protocol: dict) -> dict:
+    """The part of a protocol that decides whether two rows are comparable. Keys set to None are
+    left out, so a key added to the protocol later (None by default) keeps older rows current."""
+    return {k: v for k, v in (protocol or {}).items() if k not in _PROTOCOL_LOCATION_KEYS and v is not None}
+
+
+def load_summary(path: str, dataset: str) -> dict:
+    if os.path.isfile(path):
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+            if isinstance(data, dict) and isinstance(data.get("models"), dict):
+                data.setdefault("runs", [])
+                data["dataset"] = data.get("dataset") or dataset
+                return data
+        except (OSError, ValueError):
+            broken = f"{path}.broken-{int(time.time())}"
+            os.replace(path, broken)
+            print(f"[compare] {path} was unreadable; moved to {broken}", flush=True)
+    return {"dataset": dataset, "protocol": {}, "models": {}, "runs": []}
+
+
+def is_done(row: dict | None, entry, protocol: dict) -> bool:
+    """A finished row of ``entry`` under ``protocol`` with the same per-entry overrides."""
+    return (
+        bool(row)
+        and not row.get("error")
+        and protocol_key(row.get("protocol")) == protocol_key(protocol)
+        and row.get("overrides", {}) == json_safe(entry.overrides)
+    )
+
+
+def empty_row(entry) -> dict:
+    return {
+        "model": entry.model,
+        "regime": entry.regime or "prefix",
+        "test": {k: None for k in METRIC_KEYS},
+        "best_valid": {k: None for k in METRIC_KEYS},
+        "epochs_to_best": None,
+        "seconds_to_best": None,
+        "seconds_per_epoch": None,
+        "params": None,
+        "optimization": None,
+        "error": None,
+    }
+
+
+def make_row(entry, result: dict, protocol: dict, shared: dict, run_info: dict, wall: float, log_rel: str,
+             optimization: dict | None = None) -> dict:
+    """A summary row from a worker's result; ``optimization`` (resolved before training) stands in
+    for the worker's record when the worker did not get that far."""
+    row = empty_row(entry)
+    row["regime"] = result.get("regime") or row["regime"]
+    row["test"].update(result.get("test") or {})
+    row["best_valid"].update(result.get("best_valid") or {})
+    for key in _RESULT_KEYS:
+        if result.get(key) is not None:
+            row[key] = result[key]
+    row["optimization"] = row["optimization"] or optimization
+    row["error"] = result.get("error") or entry.error
+    row["overrides"] = dict(entry.overrides)
+    row["protocol"] = protocol
+    row["shared_config"] = shared
+    row["wall_seconds"] = wall
+    row["log"] = log_rel
+    for key in ("command", "git_commit", "git_dirty", "timestamp"):
+        row[key] = run_info.get(key)
+    row.setdefault("machine", run_info.get("machine"))
+    return json_safe(row)
+
+
+def update_summary(folder: str, dataset: str, protocol: dict, run_info: dict, log, rows: dict | None = None,
+                   plots: bool = True) -> dict:
+    """Re-read summary.json under the folder's lock, put this run's protocol, run record and ``rows``
+    in, write it back with its table (and plots); returns the merged summary."""
+    from .report import write_report
+
+    os.makedirs(folder, exist_ok=True)
+    with FileLock(os.path.join(folder, ".summary.lock")):
+        summary = load_summary(os.path.join(folder, "summary.json"), dataset)
+        summary["dataset"] = dataset
+        summary["protocol"] = protocol
+        if not any(r.get("timestamp") == run_info["timestamp"] and r.get("command") == run_info["command"]
+                   for r in summary["runs"]):
+            summary["runs"].append(run_info)
+        summary["models"].update(rows or {})
+        atomic_write_json(os.path.join(folder, "summary.json"), summary)
+        write_report(summary, folder, log, plots=plots)
+    return summary
