@@ -170,8 +170,9 @@ def is_distributed(config) -> bool:
 
 
 def is_main(config) -> bool:
-    """The process that writes this machine's files (checkpoints, logs): local rank 0."""
-    return config["single_spec"] or not config["local_rank"]
+    """The one process that writes files (checkpoints, ``-last`` files, the log): global rank 0.
+    Other machines need no copy of the best checkpoint: :func:`evaluate` sends its weights."""
+    return config["single_spec"] or not dist.is_initialized() or dist.get_rank() == 0
 
 
 def any_rank(flag: bool, config) -> bool:
@@ -266,12 +267,14 @@ def evaluate(trainer, eval_data, load_best_model=True, model_file=None, show_pro
 
     config = trainer.config
     if load_best_model:
-        barrier(config)  # rank 0 may still be writing the best checkpoint
         checkpoint_file = model_file or trainer.saved_model_file
-        checkpoint = _load(checkpoint_file, trainer.device)
-        trainer.model.load_state_dict(checkpoint["state_dict"])
-        trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
-        trainer.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        if dist.get_rank() == 0:  # the only process that wrote it
+            checkpoint = _load(checkpoint_file, trainer.device)
+            trainer.model.load_state_dict(checkpoint["state_dict"])
+            trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
+            trainer.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        for tensor in trainer.model.state_dict().values():
+            dist.broadcast(tensor, src=0)
     trainer.model.eval()
     if trainer.item_tensor is None:
         trainer.item_tensor = eval_data._dataset.get_item_feature().to(trainer.device)
@@ -325,6 +328,10 @@ def _child(local_rank, fn, args, nproc, results):
     try:
         results.put((local_rank, "ok", fn(local_rank, *args)))
     except BaseException as err:  # noqa: BLE001  (re-raised in the parent)
+        import traceback
+
+        # a note travels with the pickled exception: shown with the parent's traceback, not by the CLI
+        err.add_note(f"in process {local_rank}:\n{traceback.format_exc()}")
         try:
             results.put((local_rank, "error", err))
         except Exception:  # an exception that does not pickle
@@ -343,6 +350,7 @@ def launch(fn, args=(), nproc: int = 2, timeout: float | None = None) -> list:
     ``timeout`` seconds every process is stopped and TimeoutError is raised.
     """
     import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
 
     results = mp.get_context("spawn").SimpleQueue()
     context = mp.start_processes(_child, args=(fn, tuple(args), nproc, results), nprocs=nproc,
@@ -360,7 +368,7 @@ def launch(fn, args=(), nproc: int = 2, timeout: float | None = None) -> list:
             try:
                 if context.join(timeout=0.5):
                     break
-            except mp.ProcessException as err:
+            except ProcessException as err:
                 failure = err
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -395,7 +403,7 @@ def _pipeline(local_rank, model, dataset, config_file_list, config_dict, saved, 
     logger.info(config)
     data = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    init_seed(config["seed"] + dist.get_rank(), config["reproducibility"])  # own dropout per process
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if resume:

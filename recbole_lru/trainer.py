@@ -26,9 +26,11 @@ import torch
 from recbole.trainer import Trainer
 
 from . import distributed
+from .checkpoint import CheckpointError, checkpoint_config, load_weights
 from .compat import load_checkpoint, save_checkpoint
 
-__all__ = ["SequentialTrainer", "NonFiniteLossError", "TimeBudgetReached", "last_checkpoint_path"]
+__all__ = ["SequentialTrainer", "NonFiniteLossError", "TimeBudgetReached", "last_checkpoint_path",
+           "read_training_checkpoint"]
 
 LAST_KIND = "recbole_lru.last"
 _REQUIRED_KEYS = ("state_dict", "optimizer", "epoch", "cur_step", "best_valid_score")
@@ -65,6 +67,23 @@ def _capture_rng(loader_generator) -> dict:
     if isinstance(loader_generator, torch.Generator):
         state["train_loader"] = loader_generator.get_state()
     return state
+
+
+def read_training_checkpoint(path, model_name: str, map_location=None) -> dict:
+    """A checkpoint written during training of ``model_name`` (best or ``-last``), or one clear error."""
+    path = os.fspath(path)
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    config = checkpoint_config(checkpoint, path)
+    missing = [k for k in _REQUIRED_KEYS if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} is not a RecBole training checkpoint (it lacks {missing}); pass a .pth "
+                              f"file written during training")
+    if config["model"].lower() != str(model_name).lower():
+        raise CheckpointError(f"{path} is a {config['model']} checkpoint; resume it with --model={config['model']}.")
+    bad = [k for k in ("epoch", "cur_step") if type(checkpoint[k]) is not int]
+    if bad or not isinstance(checkpoint["best_valid_score"], (int, float, np.floating)):
+        raise CheckpointError(f"{path} holds a malformed {bad[0] if bad else 'best_valid_score'}: the file is damaged")
+    return checkpoint
 
 
 def _restore_rng(state: dict) -> None:
@@ -125,7 +144,10 @@ class SequentialTrainer(Trainer):
         # under DDP every rank stops at the same step, whichever rank saw the bad loss
         if distributed.any_rank(not torch.isfinite(loss).all(), self.config):
             saved = getattr(self, "saved_model_file", None)
-            kept = f"The best checkpoint so far is kept at {saved}"
+            if saved and os.path.isfile(saved):
+                kept = f"The best checkpoint so far is kept at {saved}"
+            else:
+                kept = "No checkpoint was written (the loss was not finite before the first validation)"
             last = self.last_checkpoint_file if saved else None
             if last and os.path.isfile(last):
                 kept += f"; resume from the last good epoch with --resume={last}"
@@ -133,6 +155,11 @@ class SequentialTrainer(Trainer):
                 f"Training loss is {_loss_kind(loss)}: training stopped. "
                 f"{kept}. Lower learning_rate, set clip_grad_norm (e.g. {{max_norm: 5.0}}), or check the data."
             )
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        # RecBole lets the first process of every machine write; one writer is enough (see evaluate)
+        if distributed.is_main(self.config):
+            super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -142,8 +169,11 @@ class SequentialTrainer(Trainer):
         if eval_data and distributed.is_distributed(self.config) and isinstance(eval_data, FullSortEvalDataLoader):
             # RecBole's DistributedSampler pads the last shard, counting some users twice
             return distributed.evaluate(self, eval_data, load_best_model, model_file, show_progress)
-        return super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
-                                show_progress=show_progress)
+        if eval_data and load_best_model:  # RecBole's own load would fail on another model with a traceback
+            checkpoint_file = model_file or self.saved_model_file
+            load_weights(self.model, load_checkpoint(checkpoint_file, map_location=self.device), checkpoint_file)
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
     # ------------------------------------------------------------------ last checkpoint
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -161,10 +191,9 @@ class SequentialTrainer(Trainer):
         from the mean epoch (with its validation) so far; rank 0's clock decides for all ranks."""
         budget = self.config["time_budget"]
         done = epoch_idx - self._fit_start_epoch
-        if not budget or done <= 0:
-            return
         elapsed = time.perf_counter() - self._fit_clock
-        if distributed.from_main(elapsed + elapsed / done > float(budget), self.config):
+        over = bool(budget) and done > 0 and elapsed + elapsed / done > float(budget)
+        if distributed.from_main(over, self.config):
             raise TimeBudgetReached(f"time_budget={budget} s reached after {done} epochs")
 
     def _save_last_checkpoint(self, epoch: int) -> None:
@@ -193,7 +222,7 @@ class SequentialTrainer(Trainer):
             # RecBole would re-save the current model over the best checkpoint here; keep the best.
             self.logger.info(f"The checkpoint already reached epochs={self.epochs}: nothing left to train.")
             return self.best_valid_score, self.best_valid_result
-        self._write_last = bool(saved) and (self.config["single_spec"] or self.config["local_rank"] == 0)
+        self._write_last = bool(saved) and distributed.is_main(self.config)
         self._fit_start_epoch = self.start_epoch
         self._fit_clock = time.perf_counter()
         try:
@@ -226,54 +255,58 @@ class SequentialTrainer(Trainer):
         early-stopping counter and best score.
         """
         resume_file = str(resume_file)
-        checkpoint = load_checkpoint(resume_file, map_location=self.device)
-        if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in _REQUIRED_KEYS):
-            raise ValueError(f"{resume_file} is not a RecBole training checkpoint (it needs the keys "
-                             f"{list(_REQUIRED_KEYS)}); pass a .pth file written during training.")
-        config = checkpoint.get("config")
-        saved_model = config["model"] if config is not None else None
-        if saved_model is not None and saved_model.lower() != self.config["model"].lower():
-            raise ValueError(f"{resume_file} is a {saved_model} checkpoint; resume it with --model={saved_model}.")
-        if config is not None:
-            changed = _config_changes(config, self.config)
-            if changed:
-                self.logger.warning(f"Resuming {resume_file} with settings that differ from the run that "
-                                    f"wrote it: {', '.join(changed)}. The result will differ from the original run's.")
+        checkpoint = read_training_checkpoint(resume_file, self.config["model"], map_location=self.device)
+        changed = _config_changes(checkpoint["config"], self.config)
+        if changed:
+            self.logger.warning(f"Resuming {resume_file} with settings that differ from the run that "
+                                f"wrote it: {', '.join(changed)}. The result will differ from the original run's.")
+        load_weights(self.model, checkpoint, resume_file)
         try:
-            self.model.load_state_dict(checkpoint["state_dict"])
-        except RuntimeError as err:
-            raise ValueError(
-                f"{resume_file} does not fit the model built from this config (a different dataset or "
-                f"hidden_size/n_layers/...?); resume with the config the run was started with. "
-                f"Details: {str(err).splitlines()[0]}"
-            ) from None
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+            raise CheckpointError(f"{resume_file} holds an optimizer state that does not fit this model's "
+                                  f"optimizer ({err}); resume with the config the run was started with.") from None
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
 
         if checkpoint.get("kind") == LAST_KIND:
-            self.best_valid_result = checkpoint["best_valid_result"]
+            self.best_valid_result = checkpoint.get("best_valid_result")
             self.saved_model_file = self._locate_best(checkpoint, resume_file)
-            _restore_rng(checkpoint["rng_state"])
-            self._pending_loader_state = checkpoint["rng_state"].get("train_loader")
+            try:
+                _restore_rng(checkpoint["rng_state"])
+                loader_state = checkpoint["rng_state"].get("train_loader")
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as err:
+                raise CheckpointError(f"{resume_file} holds malformed random states ({type(err).__name__}: "
+                                      f"{err}): the file is damaged") from None
+            if loader_state is not None and not isinstance(loader_state, torch.Tensor):
+                raise CheckpointError(f"{resume_file} holds a malformed data-loader state: the file is damaged")
+            self._pending_loader_state = loader_state
             self._resumed_last = True
         else:
             self.saved_model_file = resume_file
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def _locate_best(self, checkpoint: dict, resume_file: str) -> str:
-        """The best checkpoint recorded in a last checkpoint; also found next to it if moved."""
-        recorded = checkpoint["best_model_file"]
-        beside = os.path.join(os.path.dirname(os.path.abspath(resume_file)), os.path.basename(recorded))
-        for candidate in (recorded, beside):
-            if os.path.isfile(candidate):
-                return candidate
-        if checkpoint["best_valid_result"] is not None:
+        """Where the resumed run's best checkpoint is, and keeps being written.
+
+        The path a ``-last`` file records is data: only its file name is used, and only inside the
+        resumed file's folder or this run's ``checkpoint_dir`` (in that order), so a crafted file
+        cannot make the run write (best model) or delete (``-last``) anything elsewhere.
+        """
+        recorded = checkpoint.get("best_model_file")
+        name = os.path.basename(recorded) if isinstance(recorded, str) else ""
+        if not name.endswith(".pth") or name.startswith(".") or name.endswith("-last.pth"):
+            raise CheckpointError(f"{resume_file} records its best checkpoint as {recorded!r}, which is not the "
+                                  f"name of a best-model .pth file: the file is damaged or crafted.")
+        folders = [os.path.dirname(os.path.abspath(resume_file)), os.path.abspath(self.config["checkpoint_dir"])]
+        for folder in folders:
+            if os.path.isfile(os.path.join(folder, name)):
+                return os.path.join(folder, name)
+        if checkpoint.get("best_valid_result") is not None:
             raise FileNotFoundError(
-                f"The best checkpoint of this run, {recorded}, is missing (looked there and next to "
-                f"{resume_file}). Put it back, or resume from a best checkpoint instead."
+                f"The best checkpoint of this run, {name}, is missing (looked next to {resume_file} and in "
+                f"checkpoint_dir {folders[1]}). Put it back, or resume from a best checkpoint instead."
             )
-        # no validation has happened yet, so no best checkpoint exists: it will be written here
-        return recorded if os.path.isdir(os.path.dirname(os.path.abspath(recorded))) else beside
+        # no validation has happened yet, so no best checkpoint exists: it is written beside the -last file
+        return os.path.join(folders[0], name)
