@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--params_file", default=None, help="RecBole hyper-file: run a parameter search")
     p.add_argument("--algo", default="exhaustive", choices=["exhaustive", "random", "bayes"],
                    help="search algorithm for --params_file")
-    p.add_argument("--max_evals", type=int, default=100, help="trials for random/bayes search")
+    p.add_argument("--max_evals", type=int, default=None,
+                   help="most trials (default: 100 for random/bayes, the whole grid for exhaustive)")
     p.add_argument("--output_file", default=None, help="JSON-lines file of search trials")
     p.add_argument("--resume", default=None, help="checkpoint (.pth) to resume training from")
     return p
@@ -39,13 +40,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def USER_ERRORS():
     """Exception types that describe a problem the user can fix."""
-    from .compat import UnsafeCheckpointError
+    from .checkpoint import CheckpointError, UnsafeCheckpointError
+    from .quick_start import ConfigFileError
     from .registry import DatasetNotFoundError, ModelNotFoundError
     from .trainer import NonFiniteLossError
     from .validation import DataFormatError
 
-    return (ModelNotFoundError, DatasetNotFoundError, UnsafeCheckpointError, NonFiniteLossError,
-            DataFormatError, ValueError, FileNotFoundError, TypeError)
+    return (ModelNotFoundError, DatasetNotFoundError, UnsafeCheckpointError, CheckpointError, ConfigFileError,
+            NonFiniteLossError, DataFormatError, ValueError, FileNotFoundError, TypeError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
         overrides = parse_overrides(rest)
         config_files = args.config_files.strip().split(" ") if args.config_files else None
-        # RecBole's Config also reads --key=value from sys.argv: let it see exactly ours.
-        saved_argv, sys.argv = sys.argv, [sys.argv[0]] + rest
+        # RecBole's Config also reads --key=value from sys.argv, evaluating each value with eval() and
+        # ranking it above config_dict: it sees none, so the overrides parsed above (which accept
+        # the YAML form {inter: [user_id, item_id]}) are the only reading.
+        saved_argv, sys.argv = sys.argv, [sys.argv[0]]
         try:
             if args.params_file:
                 result = run_hyper(args.model, args.dataset, args.params_file, config_files, overrides,

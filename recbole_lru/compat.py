@@ -4,12 +4,16 @@ Everything here is applied once, by :func:`apply` (``import recbole_lru`` calls 
 only adds what is missing; none changes how RecBole's own models compute.
 
 * ``numpy_aliases``: RecBole's ``Config.compatibility_settings`` reads ``np.float_``,
-  ``np.complex_`` and ``np.unicode_`` and ray 2.6 reads ``np.bool8``; numpy 2 removed them.
+  ``np.complex_`` and ``np.unicode_``, its metrics ``np.float``, ray 2.6 ``np.bool8``; numpy 2
+  removed them (every removed name those packages read is restored, tested in a fresh process).
 * ``safe_checkpoints``: torch >= 2.6 loads with ``weights_only=True`` and RecBole checkpoints
-  pickle its ``Config``. Instead of falling back to full unpickling (which runs arbitrary code
-  from any file a user is handed), RecBole's checkpoint types are added to torch's allow-list and
-  RecBole's trainer and quick-start read checkpoints through :func:`load_checkpoint`, which refuses
-  anything else with :class:`UnsafeCheckpointError`.
+  pickle its ``Config``. Neither full unpickling (which runs arbitrary code from any file a user
+  is handed) nor torch's allow-list (whose unpickler *calls* every allowed name with arguments
+  from the file, and RecBole's ``Config.__init__`` evaluates strings) is safe. RecBole's trainer
+  and quick-start read checkpoints through :func:`load_checkpoint`
+  (:mod:`recbole_lru.checkpoint`), which never calls anything a file names: every allowed name
+  is an inert stand-in, and real objects are rebuilt afterwards from checked plain values. Its
+  docstring gives the reasoning, name by name; ``tests/test_checkpoint_attacks.py`` the attacks.
 * ``no_anomaly_mode``: RecBole switches autograd anomaly detection on at import (a debugging aid
   left on in ``sine.py``), which slows every model's backward; it is switched off again.
 * ``atomic_saves``: RecBole's trainer writes checkpoints through :func:`save_checkpoint`, a
@@ -18,13 +22,16 @@ only adds what is missing; none changes how RecBole's own models compute.
 from __future__ import annotations
 
 import os
-import pickle
+import re
 import tempfile
+import time
 import types
 import warnings
 
 import numpy as np
 import torch
+
+from .checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 __all__ = [
     "apply",
@@ -32,14 +39,14 @@ __all__ = [
     "save_checkpoint",
     "atomic_write",
     "UnsafeCheckpointError",
+    "CheckpointError",
+    "convert_checkpoint",
+    "clean_stale_temp_files",
     "checkpoint_safe_globals",
+    "keep_freed_memory",
 ]
 
 _APPLIED = False
-
-
-class UnsafeCheckpointError(RuntimeError):
-    """A checkpoint holds objects outside the allow-list of RecBole checkpoint types."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,29 +60,39 @@ _NUMPY_ALIASES = {
     "int_": "int_",
     "object_": "object_",
     "string_": "bytes_",
+    "NaN": "nan",
 }
+# numpy 1.24 removed these aliases of Python's types. RecBole reads them at run time (np.float in
+# its NDCG/MAP metrics) and sets them itself, to these values, only when a Config is constructed,
+# which a process that just loads a checkpoint never does.
+_RECBOLE_ALIASES = {"float": "float64", "int": "int_", "complex": "complex128", "object": "object_",
+                    "str": "str_", "unicode": "str_", "bool": "bool_", "long": "int_"}
 
 
 def numpy_aliases() -> None:
+    """Every removed numpy name that RecBole 1.2.1, ray 2.6 or hyperopt 0.2.5 reads."""
     for alias, target in _NUMPY_ALIASES.items():
         if alias not in np.__dict__:
+            setattr(np, alias, getattr(np, target))
+    for alias, target in _RECBOLE_ALIASES.items():
+        if alias not in np.__dict__:  # numpy 2 has np.bool and np.long again: those stay numpy's
             setattr(np, alias, getattr(np, target))
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints
+# Checkpoints (the loader and the reasoning why nothing in a file runs: recbole_lru/checkpoint/)
 # --------------------------------------------------------------------------------------------
 def checkpoint_safe_globals() -> list:
-    """Exactly the non-tensor types a RecBole 1.2.1 checkpoint contains.
+    """RecBole's checkpoint types, for code that still hands a checkpoint to ``torch.load``.
 
-    A checkpoint is ``{"config": Config, "epoch": int, ..., "state_dict": ..., "optimizer": ...}``;
-    the Config carries its enums and the YAML loader class it was parsed with.
+    Nothing in this package loads through torch's weights-only unpickler any more (it *calls* each
+    of these names with arguments from the file; :mod:`recbole_lru.checkpoint` never does). Only a
+    caller that checked the file with :func:`load_checkpoint` first should use this list.
     """
     import yaml
     from recbole.config.configurator import Config
     from recbole.utils.enum_type import EvaluatorType, FeatureSource, FeatureType, InputType, ModelType
 
-    # numpy scalars (e.g. a best_valid_score) pickle as multiarray.scalar(dtype, bytes)
     numpy_types = [np.dtype, np._core.multiarray.scalar] + [
         type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)
     ]
@@ -84,8 +101,7 @@ def checkpoint_safe_globals() -> list:
 
 
 def _model_classes() -> list:
-    """Every model class a Config can name (it stores ``model_class``): RecBole's and the plugin's.
-    Only the class is referenced by a checkpoint, never called."""
+    """Every model class a Config can name (it stores ``model_class``): RecBole's and the plugin's."""
     import importlib
 
     from recbole.model.abstract_recommender import AbstractRecommender
@@ -101,54 +117,12 @@ def _model_classes() -> list:
     return sorted(classes, key=lambda c: (c.__module__, c.__name__))
 
 
-def load_checkpoint(path, map_location=None):
-    """``torch.load`` restricted to tensors, plain containers and RecBole's checkpoint types.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        UnsafeCheckpointError: the file holds any other object (it is never unpickled).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Checkpoint file not found: {path}")
-    with torch.serialization.safe_globals(checkpoint_safe_globals()):
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as err:
-            if _pickle_protocol(path) >= 4:
-                raise UnsafeCheckpointError(
-                    f"Cannot safely load {path}: it was written with pickle protocol 4 (RecBole without "
-                    f"recbole_lru), which the weights-only loader cannot read. If you trust the file, "
-                    f"convert it once with: python -m recbole_lru.compat --convert {path}"
-                ) from None
-            raise UnsafeCheckpointError(
-                f"Refusing to load {path}: it contains objects that are not part of a RecBole "
-                f"checkpoint, and loading it would run arbitrary code. Only load checkpoints you "
-                f"trained yourself. Details: {str(err).splitlines()[0]}"
-            ) from None
-        except (RuntimeError, EOFError) as err:
-            raise UnsafeCheckpointError(
-                f"Cannot read checkpoint {path}: the file is truncated or not a torch checkpoint ({err})."
-            ) from None
-
-
-def _pickle_protocol(path: str) -> int:
-    """Protocol of the pickle inside a torch zip checkpoint (0 if unknown)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
-            head = zf.open(name).read(2)
-    except (zipfile.BadZipFile, StopIteration, OSError):
-        return 0
-    return head[1] if len(head) == 2 and head[0] == 0x80 else 0
-
-
 def convert_checkpoint(src, dst=None) -> str:
-    """Rewrite a trusted protocol-4 RecBole checkpoint so the safe loader reads it.
+    """Rewrite a *trusted* checkpoint that :func:`load_checkpoint` cannot read (torch's legacy
+    pre-1.6 format) as a current one.
 
-    This unpickles ``src`` fully (``weights_only=False``): run it only on files you trust.
+    This unpickles ``src`` fully (``weights_only=False``), which runs whatever the file asks for:
+    run it only on files you trust. RecBole's own protocol-4 checkpoints need no conversion.
     """
     dst = os.fspath(dst or src)
     state = torch.load(os.fspath(src), map_location="cpu", weights_only=False)
@@ -157,13 +131,68 @@ def convert_checkpoint(src, dst=None) -> str:
     return dst
 
 
+# --------------------------------------------------------------------------------------------
+# Atomic writes, and the temporary files a killed writer leaves behind
+# --------------------------------------------------------------------------------------------
+_TMP_PREFIX = ".tmp-recbole-lru-"  # + "<pid>-<random>-<file name>"
+_LEGACY_TMP = re.compile(r"\.tmp-[a-z0-9_]{8}.+")  # mkstemp names of earlier versions
+_LEGACY_STALE_S = 3600.0  # no save takes an hour: an older legacy temporary file is a leftover
+_CLEANED: set = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_stale_temp_files(folder) -> list[str]:
+    """Remove the temporary files of :func:`atomic_write` in ``folder`` whose writer is gone
+    (killed mid-save: SIGKILL runs no cleanup). A file of a live process on this machine is kept.
+    Returns the removed paths."""
+    folder = os.fspath(folder)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        path = os.path.join(folder, name)
+        if name.startswith(_TMP_PREFIX):
+            pid = name[len(_TMP_PREFIX):].split("-", 1)[0]
+            stale = pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+        elif _LEGACY_TMP.fullmatch(name):
+            try:
+                stale = now - os.path.getmtime(path) > _LEGACY_STALE_S
+            except OSError:
+                stale = False
+        else:
+            continue
+        if stale:
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write(path, write, binary: bool = True) -> None:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place, so a
     crash mid-write never leaves a truncated file (and no temporary file stays behind)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    if folder not in _CLEANED:  # once per folder and process: the next run cleans up after a killed one
+        _CLEANED.add(folder)
+        clean_stale_temp_files(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", suffix="-" + os.path.basename(path),
+                               dir=folder)
     try:
         umask = os.umask(0)  # mkstemp makes the file 0600: give it the permissions open() would
         os.umask(umask)
@@ -200,8 +229,8 @@ class _TorchForRecBole(types.ModuleType):
 
     @staticmethod
     def save(obj, f, **kwargs):
-        # RecBole asks for pickle protocol 4, whose FRAME opcode torch's weights-only reader
-        # rejects; protocol 2 (torch's default) stores the same data, tensors stay in the zip.
+        # RecBole asks for pickle protocol 4, whose FRAME opcode torch's weights-only reader rejects
+        # (ours reads both); protocol 2, torch's default, keeps the files readable by torch too.
         kwargs.pop("pickle_protocol", None)
         if isinstance(f, (str, os.PathLike)):
             return save_checkpoint(obj, f, **kwargs)
@@ -214,7 +243,8 @@ def safe_checkpoints() -> None:
 
     proxy = _TorchForRecBole()
     trainer.torch = proxy
-    # load_data_and_model does a local ``import torch``; it is wrapped in registry.py instead.
+    # load_data_and_model does a local ``import torch``: patches.py replaces the function
+    # (the safe one is recbole_lru.quick_start.load_data_and_model).
     quick_start.torch = proxy
 
 

@@ -73,11 +73,11 @@ def read_training_checkpoint(path, model_name: str, map_location=None) -> dict:
     """A checkpoint written during training of ``model_name`` (best or ``-last``), or one clear error."""
     path = os.fspath(path)
     checkpoint = load_checkpoint(path, map_location=map_location)
-    config = checkpoint_config(checkpoint, path)
-    missing = [k for k in _REQUIRED_KEYS if k not in checkpoint]
+    missing = [k for k in ("config", *_REQUIRED_KEYS) if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
         raise CheckpointError(f"{path} is not a RecBole training checkpoint (it lacks {missing}); pass a .pth "
                               f"file written during training")
+    config = checkpoint_config(checkpoint, path)
     if config["model"].lower() != str(model_name).lower():
         raise CheckpointError(f"{path} is a {config['model']} checkpoint; resume it with --model={config['model']}.")
     bad = [k for k in ("epoch", "cur_step") if type(checkpoint[k]) is not int]

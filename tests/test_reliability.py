@@ -67,7 +67,7 @@ BAD_FILES = {
     "no_user_column": ("uid:token\titem_id:token\ttimestamp:float", tiny_rows(), ["no column 'user_id'", "USER_ID_FIELD"]),
     "no_item_column": ("user_id:token\tiid:token\ttimestamp:float", tiny_rows(), ["no column 'item_id'", "ITEM_ID_FIELD"]),
     "no_time_column": ("user_id:token\titem_id:token", [r[:2] for r in tiny_rows()], ["no column 'timestamp'", "TIME_FIELD"]),
-    "text_timestamp": (HEADER, [(u, i, "yesterday") for u, i, _ in tiny_rows()], ["cannot parse", "are numbers"]),
+    "text_timestamp": (HEADER, [(u, i, "yesterday") for u, i, _ in tiny_rows()], ["line 2, column 3 (timestamp)", "not a finite number"]),
     "no_rows": (HEADER, [], ["header but no interactions"]),
     "all_single": (HEADER, [(u, u % 30 + 1, u) for u in range(1, 41)], ["training split is empty", "at least 2 interactions"]),
 }

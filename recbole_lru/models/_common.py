@@ -41,6 +41,17 @@ def check_config(config, model_name: str, extra_ranges: dict | None = None) -> N
     loss = get("loss_type", "CE")
     if loss not in ("CE", "BPR"):
         problems.append(f"loss_type={loss!r} must be 'CE' or 'BPR'")
+    neg = config["train_neg_sample_args"]
+    if loss == "BPR" and mode == "prefix" and isinstance(neg, dict) and "none" in (neg.get("distribution"),
+                                                                                   neg.get("sample_num")):
+        # the model YAMLs switch RecBole's sampler off (CE needs none; RecBole's Config turns that None
+        # into distribution 'none'), and BPR in prefix mode scores the one negative per row that the
+        # sampler adds; whole_sequence draws its own
+        problems.append(
+            "loss_type='BPR' with train_mode='prefix' needs one sampled negative per training row, but "
+            "train_neg_sample_args is None; set train_neg_sample_args: {distribution: uniform, sample_num: 1} "
+            "(--train_neg_sample_args=\"{distribution: uniform, sample_num: 1}\"), or use "
+            "train_mode: whole_sequence, which draws its own negatives")
     for key, (lo, hi) in (extra_ranges or {}).items():
         v = config[key]
         if v is None:

@@ -140,9 +140,36 @@ class LinRec(SASRec):
 
         Returns:
             scores (B, n_items) and the new state.
+
+        Raises:
+            TypeError / ValueError: a state of another kind (another model's, another width, batch,
+            dtype or device): a mismatched state would otherwise be stepped silently.
         """
         self._require_causal()
         check_item_ids(item_ids, self.n_items)
+        origin = "from init_state(B), encode_history or a previous LinRec step"
+        if not (isinstance(state, dict) and set(state) == {"kv", "length"} and isinstance(state["kv"], (list, tuple))
+                and all(isinstance(v, torch.Tensor) for v in (*state["kv"], state["length"]))):
+            raise TypeError(f"state must be the dict {{'kv': [tensor per layer], 'length': tensor}} {origin}; got "
+                            f"a {type(state).__name__}" + (" (LRURec's state is a list)" if isinstance(state, list) else ""))
+        if item_ids.dim() != 1:
+            raise ValueError(f"item_ids must be one id per user, shape (B,); got shape {tuple(item_ids.shape)}")
+        layers = self.trm_encoder.layer
+        if len(state["kv"]) != len(layers):
+            raise ValueError(f"state['kv'] must hold {len(layers)} tensors (one per layer), got {len(state['kv'])}")
+        weight = self.item_embedding.weight
+        attn = layers[0].multi_head_attention
+        batch = item_ids.shape[0]
+        want = ((batch, attn.num_attention_heads, attn.attention_head_size, attn.attention_head_size),
+                torch.float64 if weight.dtype == torch.float64 else torch.float32)
+        for i, kv in enumerate(state["kv"]):
+            if (tuple(kv.shape), kv.dtype) != want or kv.device != weight.device:
+                raise ValueError(f"state['kv'][{i}] is a {tuple(kv.shape)} {kv.dtype} tensor on {kv.device}; this "
+                                 f"LinRec steps {want[0]} (B, H, K, K) {want[1]} states on {weight.device} ({origin})")
+        length = state["length"]
+        if tuple(length.shape) != (batch,) or length.dtype != torch.long or length.device != weight.device:
+            raise ValueError(f"state['length'] is a {tuple(length.shape)} {length.dtype} tensor; this LinRec steps "
+                             f"a ({batch},) int64 one on {weight.device} ({origin})")
         x, state = self._advance(item_ids, state)
         return self.score_all(x), state
 

@@ -207,10 +207,28 @@ class LRURec(SequentialRecommender):
 
         Returns:
             scores (B, n_items) for the next item, and the new state.
+
+        Raises:
+            TypeError / ValueError: a state of another kind (another model's, another width, batch,
+            dtype or device): a mismatched state would otherwise be stepped silently.
         """
+        check_item_ids(item_ids, self.n_items)
+        origin = "from init_state(B), encode_history or a previous LRURec step"
+        if not isinstance(state, (list, tuple)) or not all(isinstance(h, torch.Tensor) for h in state):
+            raise TypeError(f"state must be a list of {len(self.blocks)} complex tensors {origin}; got a "
+                            f"{type(state).__name__}" + (" (LinRec's state is a dict)" if isinstance(state, dict) else ""))
         if len(state) != len(self.blocks):
             raise ValueError(f"state must hold {len(self.blocks)} tensors (one per block), got {len(state)}")
-        check_item_ids(item_ids, self.n_items)
+        if item_ids.dim() != 1:
+            raise ValueError(f"item_ids must be one id per user, shape (B,); got shape {tuple(item_ids.shape)}")
+        p = self.blocks[0].lru.params_log
+        want = ((item_ids.shape[0], self.state_size), torch.complex128 if p.dtype == torch.float64 else torch.complex64)
+        for i, h in enumerate(state):
+            if (tuple(h.shape), h.dtype) != want or h.device != p.device:
+                raise ValueError(
+                    f"state[{i}] is a {tuple(h.shape)} {h.dtype} tensor on {h.device}; this LRURec steps "
+                    f"{want[0]} (B, N) {want[1]} states on {p.device}, B = len(item_ids), N = state_size "
+                    f"({origin})")
         x = self.embed(item_ids)  # [B D]
         new_state = []
         for block, h in zip(self.blocks, state):
