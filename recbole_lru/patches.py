@@ -114,7 +114,12 @@ def applied() -> list[Patch]:
 
 def undo_all() -> None:
     """Restore every original, last patch first."""
-    while _APPLIED:
+    _undo_after(0)
+
+
+def _undo_after(count: int) -> None:
+    """Undo the patches applied after the first ``count``, last first."""
+    while len(_APPLIED) > count:
         p = _APPLIED.pop()
         _set(p.owner, p.name, p.original)
 
@@ -199,8 +204,6 @@ def _wrap_load_internal_config_dict(original_fn):
 
 
 def _wrap_get_model(original_fn):
-    plugin_lower = {m.lower() for m in catalog.MODELS}
-
     @functools.wraps(original_fn)
     def get_model(model_name):
         if not isinstance(model_name, str):
@@ -208,9 +211,10 @@ def _wrap_get_model(original_fn):
                 f"model must be a model name (str), got {type(model_name).__name__}")
         if model_name in catalog.MODELS:
             return getattr(importlib.import_module(catalog.MODELS[model_name]), model_name)
-        lower = model_name.lower()
-        # 'lrurec' would find our module under RecBole's lower-case file name, then fail on getattr
-        if lower not in catalog.recbole_model_files() or lower in plugin_lower:
+        # RecBole finds the file by the lower-case name, then fails with an AttributeError on a
+        # wrong case ('SASrec'); exlib models need optional libraries, so RecBole reports those
+        exlib = catalog.recbole_model_files().get(model_name.lower()) == "exlib_recommender"
+        if not exlib and model_name not in catalog.available_models():
             raise catalog.ModelNotFoundError(catalog.unknown_model_message(model_name))
         return original_fn(model_name)
 

@@ -1,5 +1,6 @@
 """The plugin's models behave like RecBole's built-in ones wherever RecBole looks a model up."""
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import recbole_lru
+from recbole_lru.cli import main as cli_main
 from recbole_lru.compat import UnsafeCheckpointError, load_checkpoint
 from recbole_lru.registry import DatasetNotFoundError, ModelNotFoundError, available_models
 
@@ -129,7 +131,12 @@ def test_unknown_model_lists_available():
     with pytest.raises(ModelNotFoundError) as err:
         get_model("NoSuchModel")
     assert "LRURec" in str(err.value) and "SASRec" in str(err.value)
+    assert "Did you mean" not in str(err.value)
     assert "LinRec" in available_models()
+    with pytest.raises(ModelNotFoundError, match="Did you mean LRURec\\?"):
+        get_model("LRUrec")
+    with pytest.raises(ModelNotFoundError, match="Did you mean SASRec"):
+        get_model("SASrec")
 
 
 def test_missing_dataset_clear_error(tmp_path):
@@ -163,12 +170,13 @@ def test_checkpoint_round_trip_and_tampered(tiny_data, tmp_path):
     assert not os.path.exists("pwned")
 
 
+@pytest.mark.slow
 def test_spawned_process_resolves_models():
     """run(nproc>1) spawns processes whose target is recbole_lru's, so they register the models."""
     import recbole.quick_start.quick_start as qs
     import torch.multiprocessing as mp
 
-    assert qs.run_recboles.__module__ == "recbole_lru.registry"
+    assert qs.run_recboles.__module__ == "recbole_lru.patches"
     ctx = mp.get_context("spawn")
     q = ctx.SimpleQueue()
     p = ctx.Process(target=_child_lookup, args=(q,))
@@ -181,7 +189,7 @@ def _child_lookup(q):
     import pickle
 
     import recbole.quick_start.quick_start as qs  # noqa: F401
-    from recbole_lru.registry import run_recboles  # what mp.spawn unpickles in the child
+    from recbole_lru.patches import run_recboles  # what mp.spawn unpickles in the child
 
     pickle.dumps(run_recboles)
     from recbole.utils import get_model
@@ -189,38 +197,62 @@ def _child_lookup(q):
     q.put(get_model("LRURec").__name__)
 
 
-def _cli(*args, timeout=600):
-    env = {**os.environ, "PYTHONPATH": REPO}
-    return subprocess.run([sys.executable, os.path.join(REPO, "run_recbole_lru.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+def _cli(capsys, *args):
+    """The command line's main() in this process (the code run_recbole_lru.py runs)."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        rc = cli_main(list(args))
+    finally:
+        # RecBole's init_logger may attach handlers to this test's captured streams: drop them, or
+        # a later test's log records go to a closed stream
+        root.handlers[:] = handlers
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
-def test_cli_run_with_override(tiny_data):
-    args = [f"--{k}={v}" for k, v in tiny_data.items() if k not in ("metrics", "topk")]
-    proc = _cli("--model=LRURec", "--dataset=tiny", "--n_layers=1", *args)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "recall@10" in proc.stdout
-    logs = [os.path.join(r, f) for r, _, fs in os.walk("log") for f in fs]
-    assert any("n_layers = 1" in open(f).read() for f in logs)
+def _overrides(tiny_data):
+    return [f"--{k}={v}" for k, v in tiny_data.items() if k not in ("metrics", "topk")]
 
 
-def test_cli_params_file(tiny_data, tmp_path):
+def test_cli_run_with_override(tiny_data, capsys, caplog):
+    # RecBole's init_logger adds no file handler under pytest (basicConfig sees pytest's), so the
+    # logged config is read from pytest's capture
+    caplog.set_level(logging.INFO)
+    rc, out, err = _cli(capsys, "--model=LRURec", "--dataset=tiny", "--n_layers=1", *_overrides(tiny_data))
+    assert rc == 0, err[-2000:]
+    assert "recall@10" in out
+    assert "n_layers = 1" in caplog.text
+
+
+def test_cli_params_file(tiny_data, tmp_path, capsys):
     params = tmp_path / "grid.hyper"
     params.write_text("hidden_dropout_prob choice [0.2,0.4]\n")
-    out = tmp_path / "trials.jsonl"
-    args = [f"--{k}={v}" for k, v in tiny_data.items() if k not in ("metrics", "topk")]
-    proc = _cli("--model=LRURec", "--dataset=tiny", f"--params_file={params}", f"--output_file={out}", *args)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    trials = [json.loads(line) for line in out.read_text().splitlines()]
+    out_file = tmp_path / "trials.jsonl"
+    rc, _, err = _cli(capsys, "--model=LRURec", "--dataset=tiny", f"--params_file={params}",
+                      f"--output_file={out_file}", *_overrides(tiny_data))
+    assert rc == 0, err[-2000:]
+    trials = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert len(trials) == 2 and {t["params"]["hidden_dropout_prob"] for t in trials} == {0.2, 0.4}
     assert "recall@10" in trials[0]["test_result"]
 
 
-def test_cli_unknown_model_and_missing_dataset(tmp_path):
-    proc = _cli("--model=Nope", "--dataset=ml-100k")
-    assert proc.returncode == 2 and "Unknown model 'Nope'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _cli("--model=LRURec", "--dataset=absent", f"--data_path={tmp_path}")
-    assert proc.returncode == 2 and "--data_path" in proc.stderr and "Traceback" not in proc.stderr
+def test_cli_unknown_model_and_missing_dataset(tmp_path, capsys):
+    rc, _, err = _cli(capsys, "--model=Nope", "--dataset=ml-100k")
+    assert rc == 2 and "Unknown model 'Nope'" in err and "Traceback" not in err
+    rc, _, err = _cli(capsys, "--model=LRURec", "--dataset=absent", f"--data_path={tmp_path}")
+    assert rc == 2 and "--data_path" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_run_script_in_its_own_process(tiny_data):
+    """run_recbole_lru.py itself: a fresh interpreter, the repository on PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "run_recbole_lru.py"), "--model=LRURec",
+                           "--dataset=tiny", "--n_layers=1", *_overrides(tiny_data)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "recall@10" in proc.stdout
 
 
 _FAULTS = r"""
@@ -235,6 +267,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator settings")
 def test_keep_freed_memory_stops_page_faulting_large_buffers():
     def faults(mode):
