@@ -233,13 +233,15 @@ def run_spec(spec: dict) -> int:
             run_model(spec, out)
         finally:
             lock.release()
-    except BaseException as err:  # noqa: BLE001 - the row records any failure, Ctrl-C included
+    except KeyboardInterrupt:
+        # the whole harness stops (Ctrl-C reaches it too); the same command continues from here
+        out["error"] = "interrupted (the same command continues it from its last finished epoch)"
+        raise
+    except BaseException as err:  # noqa: BLE001 - the row records any failure
         status = 1
         traceback.print_exc()
         out["error"] = f"{type(err).__name__}: {err}".strip()
         out["traceback"] = traceback.format_exc()[-4000:]
-        if isinstance(err, KeyboardInterrupt):
-            out["error"] = "interrupted (the same command continues it from its last finished epoch)"
     finally:
         out["worker_seconds"] = time.perf_counter() - t0
         out["finished_at"] = _now()
@@ -255,4 +257,7 @@ def worker_main(spec_path: str) -> int:
         spec = json.load(fh)
     sys.argv = sys.argv[:1]  # RecBole's Config also reads --key=value from the command line
     _exit_with_parent()
-    return run_spec(spec)
+    try:
+        return run_spec(spec)
+    except KeyboardInterrupt:
+        return 130
