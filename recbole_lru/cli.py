@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max_evals", type=int, default=None,
                    help="most trials (default: 100 for random/bayes, the whole grid for exhaustive)")
     p.add_argument("--output_file", default=None, help="JSON-lines file of search trials")
+    p.add_argument("--tool", default="hyperopt", choices=["hyperopt", "ray"],
+                   help="--params_file search: hyperopt (one trial after another) or ray (parallel trials)")
+    p.add_argument("--ray_address", default=None, help="Ray cluster for --tool ray: auto or HOST:PORT (default: local)")
+    p.add_argument("--num_samples", type=int, default=1, help="trials of --tool ray --algo random")
+    p.add_argument("--cpus_per_trial", type=float, default=1, help="CPUs of each Ray trial (its torch threads)")
+    p.add_argument("--gpus_per_trial", type=float, default=0, help="GPUs of each Ray trial")
     p.add_argument("--resume", default=None, help="checkpoint (.pth) to resume training from")
     return p
 
@@ -67,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         # the YAML form {inter: [user_id, item_id]}) are the only reading.
         saved_argv, sys.argv = sys.argv, [sys.argv[0]]
         try:
-            if args.params_file:
+            if args.params_file and args.tool == "ray":
+                from .tune import run_ray
+
+                result = run_ray(args.model, args.dataset, args.params_file, config_files, overrides,
+                                 algo=args.algo, num_samples=args.num_samples, output_file=args.output_file,
+                                 ray_address=args.ray_address, cpus_per_trial=args.cpus_per_trial,
+                                 gpus_per_trial=args.gpus_per_trial)
+            elif args.params_file:
                 result = run_hyper(args.model, args.dataset, args.params_file, config_files, overrides,
                                    algo=args.algo, max_evals=args.max_evals, output_file=args.output_file)
             else:
