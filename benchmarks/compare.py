@@ -1,9 +1,10 @@
 """Side-by-side comparison of LRURec, LinRec and RecBole's models on one dataset.
 
     python benchmarks/compare.py --dataset amazon-video-games --data_path ../shared/datasets \
-        --models LRURec,SASRec --mask_history --epochs 200 --out results
+        --models LRURec,SASRecWS --mask_history --optimizer adamw --epochs 200 --out results
 
-Same options as ``python -m recbole_lru.compare --help``.
+The same command as ``python -m recbole_lru.compare`` (see its ``--help``), runnable from a checkout
+that is not installed.
 """
 import os
 import sys

@@ -32,7 +32,24 @@ def test_ratios_and_three_percent_rule(tmp_path):
     assert rows["SASRecWS"]["metrics"]["recall@10"]["within_3pct"]
     assert not rows["SASRecWS"]["metrics"]["ndcg@10"]["within_3pct"]
     text = paper_table.render(summary, rows)
-    assert "| LRURec | LRURec | 0.6 | 0.01 | no | 2020 | 0.1000 |" in text and "✗" in text
+    assert "| LRURec | LRURec | 0.6 | 0.01 | – | no | 2020 | 0.1000 |" in text and "✗" in text
+
+
+def test_selected_rows_optimised_differently_are_flagged():
+    paper = paper_table.PAPER["LRURec"]
+    lru = _row("LRURec", **{m: v for m, v in paper.items()})
+    sas = _row("SASRecWS", **{"recall@10": 0.05, "ndcg@10": 0.02})
+    lru["config"] = dict(lru["config"], learner="adamw", learning_rate=0.001, clip_grad_norm={"max_norm": 5.0})
+    sas["config"] = dict(sas["config"], learner="adam", learning_rate=0.001, clip_grad_norm=None)
+    summary = {"dataset": "amazon-video-games", "models": {"LRURec": lru, "SASRecWS": sas}}
+    rows = paper_table.compare_rows(summary)
+    assert (rows["LRURec"]["optimizer"], rows["LRURec"]["decay"]) == ("adamw", "decoupled")
+    assert (rows["SASRecWS"]["optimizer"], rows["SASRecWS"]["decay"]) == ("adam", "L2")
+    text = paper_table.render(summary, rows, paper_table.select_by_validation(rows))
+    assert "| adam (L2) |" in text and "**Not like for like:**" in text
+    sas["config"]["learner"] = "adamw"
+    rows = paper_table.compare_rows(summary)
+    assert "Not like for like" not in paper_table.render(summary, rows, paper_table.select_by_validation(rows))
 
 
 def test_selection_by_validation_and_several_summaries(tmp_path):
