@@ -4,7 +4,9 @@ dispatcher ``linear_cross_entropy``.
 One file per implementation:
     reference.py   the plain form: full (N, V) logits, ``F.cross_entropy``, autograd (the specification)
     chunked.py     fused over row chunks: a custom autograd Function that never holds the full logits
+                   (``chunked_bf16``: the same with its three products in bfloat16)
 """
+import functools
 from typing import Optional
 
 import torch
@@ -12,10 +14,11 @@ import torch
 from .chunked import DEFAULT_CHUNK_SIZE, linear_cross_entropy_chunked
 from .reference import linear_cross_entropy_reference
 
-LINEAR_CE_BACKENDS = ("auto", "chunked", "reference")
+LINEAR_CE_BACKENDS = ("auto", "chunked", "chunked_bf16", "reference")
 
 _IMPLEMENTATIONS = {
     "chunked": linear_cross_entropy_chunked,
+    "chunked_bf16": functools.partial(linear_cross_entropy_chunked, matmul_dtype=torch.bfloat16),
     "reference": linear_cross_entropy_reference,
 }
 
@@ -58,7 +61,9 @@ def linear_cross_entropy(
         target: i(N) class ids in [0, V); ``ignore_index`` entries are left out of the mean.
         bias: r(V) per-item bias, or None.
         backend: one of ``LINEAR_CE_BACKENDS``: "reference" (plain, full logits), "chunked" (fused
-            over row chunks, custom backward) or "auto" (see :func:`resolve_backend`).
+            over row chunks, custom backward, same float32 arithmetic), "chunked_bf16" (the same with
+            its products in bfloat16: faster on CPUs with AVX512-BF16, ~3e-3 relative gradient error)
+            or "auto" (see :func:`resolve_backend`).
     Returns:
         r() the mean loss, NaN when every target is ignored (as ``F.cross_entropy``).
     """
