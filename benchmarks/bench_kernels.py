@@ -74,10 +74,10 @@ def scan_contenders():
 
 
 def attn_contenders():
-    from recbole_lru.ops.linattn.chunked import linear_attention_torch
+    from recbole_lru.ops.linattn.chunked import linear_attention_chunked
     from recbole_lru.ops.linattn.triton import linear_attention_triton
 
-    return {"triton": linear_attention_triton, "torch-chunked": linear_attention_torch}
+    return {"triton": linear_attention_triton, "torch-chunked": linear_attention_chunked}
 
 
 def left_padding_mask(B, L, device):

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from recbole_lru.ops.scan import lru_scan, lru_scan_ref, resolve_backend  # noqa: E402
+from recbole_lru.ops.scan import lru_scan, lru_scan_reference, resolve_backend  # noqa: E402
 from recbole_lru.ops.scan.chunked import lru_scan_chunked, lru_scan_chunked_autograd  # noqa: E402
 from recbole_lru.ops.scan.parallel import lru_scan_parallel, lru_scan_parallel_autograd  # noqa: E402
 from recbole_lru.ops.scan.sequential import lru_scan_sequential  # noqa: E402
@@ -44,7 +44,7 @@ CONTENDERS = {
     "chunked": lru_scan_chunked,
     "parallel_autograd": lru_scan_parallel_autograd,
     "chunked_autograd": lru_scan_chunked_autograd,
-    "reference": lru_scan_ref,
+    "reference": lru_scan_reference,
 }
 # contenders that are forms of the scan (the floor is not one)
 SCAN_IMPLS = [name for name in CONTENDERS if name != "floor"]

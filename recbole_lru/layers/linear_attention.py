@@ -34,8 +34,7 @@ import torch
 from torch import nn
 
 from ..ops import linear_attention
-from ..ops.linattn import linear_attention_step
-from ..ops.linattn.dispatch import BACKENDS
+from ..ops.linattn import BACKENDS, linear_attention_step
 
 
 class LinRecMultiHeadAttention(nn.Module):

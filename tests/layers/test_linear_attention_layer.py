@@ -5,25 +5,11 @@ from recbole.model.layers import MultiHeadAttention, TransformerEncoder
 from torch import nn
 
 from recbole_lru.layers import LinRecMultiHeadAttention, use_linrec_attention
-from recbole_lru.ops.linattn import linear_attention_ref
+from recbole_lru.ops.linattn import linear_attention_reference
+
+from helpers import assert_close
 
 N_HEADS, HIDDEN = 2, 8
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_anomaly_mode():
-    """Importing RecBole's sequential models turns autograd anomaly mode on globally (slow)."""
-    previous = torch.is_anomaly_enabled()
-    torch.autograd.set_detect_anomaly(False)
-    yield
-    torch.autograd.set_detect_anomaly(previous)
-
-
-def assert_close(name, actual, expected, tol):
-    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
-    scale = max(1.0, expected.abs().max().item())
-    err = (actual - expected).abs().max().item()
-    assert err <= tol * scale, f"{name}: max err {err:.3e}, rel err {err / scale:.3e}"
 
 
 def recbole_mask(item_seq, bidirectional=False):
@@ -58,7 +44,7 @@ def expected_output(layer, x, mask, causal):
         return t.view(*t.shape[:2], N_HEADS, HIDDEN // N_HEADS).transpose(1, 2)
 
     q, k, v = heads(layer.query(x)), heads(layer.key(x)), heads(layer.value(x))
-    ctx = linear_attention_ref(q, k, v, mask=mask, causal=causal)
+    ctx = linear_attention_reference(q, k, v, mask=mask, causal=causal)
     ctx = ctx.transpose(1, 2).reshape(x.shape)
     return layer.LayerNorm(layer.dense(ctx) + x)
 
@@ -83,7 +69,7 @@ def test_forward_matches_formula(causal, bidirectional):
     _, linrec = make_pair(causal=causal)
     x, item_seq, real = make_batch()
     out = linrec(x, recbole_mask(item_seq, bidirectional))
-    assert_close("masked", out, expected_output(linrec, x, real, causal), 1e-9)
+    assert_close("masked", expected_output(linrec, x, real, causal), out, 1e-9)
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
@@ -92,7 +78,7 @@ def test_mask_padding_false_is_public_code(causal):
     _, linrec = make_pair(mask_padding=False, causal=causal)
     x, item_seq, _ = make_batch()
     out = linrec(x, recbole_mask(item_seq))
-    assert_close("unmasked", out, expected_output(linrec, x, None, causal), 1e-9)
+    assert_close("unmasked", expected_output(linrec, x, None, causal), out, 1e-9)
 
 
 def test_padding_mask_from_attention_mask():
@@ -113,8 +99,8 @@ def test_explicit_padding_mask_takes_precedence():
     other = real.clone()
     other[1, 3:] = False
     out = linrec(x, recbole_mask(item_seq), padding_mask=other)
-    assert_close("explicit", out, expected_output(linrec, x, other, False), 1e-9)
-    assert_close("no attention mask", linrec(x, None, padding_mask=other), out, 0)
+    assert_close("explicit", expected_output(linrec, x, other, False), out, 1e-9)
+    assert_close("no attention mask", out, linrec(x, None, padding_mask=other), 0)
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
@@ -124,7 +110,7 @@ def test_padding_invariance(causal):
     mask = recbole_mask(item_seq)
     noisy = torch.where(real[..., None], x, 50 * torch.randn_like(x))
     out, out_noisy = linrec(x, mask), linrec(noisy, mask)
-    assert_close("real positions", out_noisy[real], out[real], 1e-9)
+    assert_close("real positions", out[real], out_noisy[real], 1e-9)
     _, public = make_pair(mask_padding=False, causal=causal)
     # row 3 is left-padded: its real positions see the padding even in the causal form
     assert not torch.allclose(public(noisy, mask)[3, 2:], public(x, mask)[3, 2:])
@@ -136,7 +122,7 @@ def test_causal_future_invariance():
     mask = recbole_mask(item_seq)
     changed = x.clone()
     changed[:, 4:] = torch.randn_like(changed[:, 4:])
-    assert_close("prefix", linrec(changed, mask)[:, :4], linrec(x, mask)[:, :4], 1e-9)
+    assert_close("prefix", linrec(x, mask)[:, :4], linrec(changed, mask)[:, :4], 1e-9)
 
 
 @pytest.mark.parametrize("mask_padding", [True, False], ids=["mask", "nomask"])
@@ -151,7 +137,7 @@ def test_step_equals_causal_forward(mask_padding):
     for t in range(x.shape[1]):
         out_t, state = linrec.step(x[:, t], state, mask_t=real[:, t])
         outs.append(out_t)
-    assert_close("steps", torch.stack(outs, dim=1), full, 1e-9)
+    assert_close("steps", full, torch.stack(outs, dim=1), 1e-9)
 
 
 def test_attention_dropout_drops_value_tokens():
@@ -164,7 +150,7 @@ def test_attention_dropout_drops_value_tokens():
     layer.train()
     assert not torch.allclose(layer(x, mask), reference)
     layer.attn_dropout.p = 0.0
-    assert_close("p=0 in training", layer(x, mask), reference, 0)
+    assert_close("p=0 in training", reference, layer(x, mask), 0)
 
 
 def test_gradients_finite_with_all_padding_row():
@@ -243,4 +229,4 @@ def test_use_linrec_attention_on_sasrec():
         short_out = model(seq, lengths)
         long_out = model(longer, lengths)
     assert short_out.shape == (2, HIDDEN)
-    assert_close("extra padding", long_out, short_out, 1e-5)
+    assert_close("extra padding", short_out, long_out, 1e-5)

@@ -9,10 +9,13 @@ from hypothesis import strategies as st
 
 import recbole_lru.ops.scan as scan_mod
 from recbole_lru.ops import lru_scan
-from recbole_lru.ops.scan import SCAN_BACKENDS, lru_scan_ref, resolve_backend
+from recbole_lru.ops.scan import SCAN_BACKENDS, lru_scan_reference, resolve_backend
 from recbole_lru.ops.scan.chunked import lru_scan_chunked, lru_scan_chunked_autograd
 from recbole_lru.ops.scan.parallel import lru_scan_parallel, lru_scan_parallel_autograd
 from recbole_lru.ops.scan.sequential import lru_scan_sequential
+from recbole_lru.ops.utils import SHARED_ENV
+
+from helpers import TOL, assert_close
 
 # every torch implementation, by name; "auto" is the dispatcher's own choice
 IMPLEMENTATIONS = {
@@ -27,24 +30,12 @@ IMPLEMENTATIONS = {
 }
 # the shape grids leave out chunked_autograd_c4 (gradcheck and the property test cover it)
 GRID_IMPLS = [name for name in IMPLEMENTATIONS if name != "chunked_autograd_c4"]
-TOL = {torch.complex64: dict(rtol=1e-4, atol=1e-5), torch.complex128: dict(rtol=1e-9, atol=1e-9)}
 
 
 @pytest.fixture(autouse=True)
 def _no_backend_override(monkeypatch):
     monkeypatch.delenv(scan_mod.ENV_BACKEND, raising=False)
-
-
-def assert_close(name, got, ref, rtol, atol):
-    """|got - ref| <= atol + rtol * |ref| elementwise; the message gives the max and relative error."""
-    assert got.shape == ref.shape, f"{name}: shape {tuple(got.shape)} != {tuple(ref.shape)}"
-    assert got.dtype == ref.dtype, f"{name}: dtype {got.dtype} != {ref.dtype}"
-    err = (got - ref).abs()
-    scale = ref.abs()
-    bad = err > atol + rtol * scale
-    rel = (err.max() / scale.max().clamp(min=1e-30)).item() if err.numel() else 0.0
-    max_err = err.max().item() if err.numel() else 0.0
-    assert not bad.any(), f"{name}: max abs err {max_err:.3e}, rel err {rel:.3e}, {int(bad.sum())} elements off"
+    monkeypatch.delenv(SHARED_ENV, raising=False)
 
 
 def make_lam(N, dtype, max_abs=0.999, generator=None):
@@ -79,7 +70,7 @@ SHAPE_IDS = [f"B{b}-L{l}-N{n}" for b, l, n in SHAPES]
 def _reference_forward(B, L, N, dtype, mask_kind):
     """The reference output for make_inputs(B, L, N, dtype, mask_kind), computed once per case."""
     with torch.no_grad():
-        return lru_scan_ref(*make_inputs(B, L, N, dtype, mask_kind, seed=B * 1000 + L))
+        return lru_scan_reference(*make_inputs(B, L, N, dtype, mask_kind, seed=B * 1000 + L))
 
 
 def _grad_case(B, L, N, dtype):
@@ -100,7 +91,7 @@ def _value_and_grads(fn, B, L, N, dtype):
 
 @functools.lru_cache(maxsize=None)
 def _reference_grads(B, L, N, dtype):
-    return _value_and_grads(lru_scan_ref, B, L, N, dtype)
+    return _value_and_grads(lru_scan_reference, B, L, N, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=["c64", "c128"])
@@ -112,7 +103,7 @@ def test_forward_matches_reference(impl, B, L, N, mask_kind, dtype):
     ref = _reference_forward(B, L, N, dtype, mask_kind)
     with torch.no_grad():
         got = IMPLEMENTATIONS[impl](lam, x, mask)
-    assert_close(impl, got, ref, **TOL[dtype])
+    assert_close(impl, ref, got)
 
 
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=["c64", "c128"])
@@ -121,12 +112,12 @@ def test_forward_matches_reference(impl, B, L, N, mask_kind, dtype):
 def test_gradients_match_reference(impl, B, L, N, dtype):
     h_ref, glam_ref, gx_ref = _reference_grads(B, L, N, dtype)
     h, glam, gx = _value_and_grads(IMPLEMENTATIONS[impl], B, L, N, dtype)
-    tol = dict(TOL[dtype])
+    rtol, atol = TOL[dtype]
     if dtype == torch.complex64:
-        tol["atol"] = 1e-4 * max(1.0, glam_ref.abs().max().item())  # grad_lam sums B*L products
-    assert_close(f"{impl} h", h, h_ref, **TOL[dtype])
-    assert_close(f"{impl} grad x", gx, gx_ref, **TOL[dtype])
-    assert_close(f"{impl} grad lam", glam, glam_ref, **tol)
+        atol = 1e-4 * max(1.0, glam_ref.abs().max().item())  # grad_lam sums B*L products
+    assert_close(f"{impl} h", h_ref, h)
+    assert_close(f"{impl} grad x", gx_ref, gx)
+    assert_close(f"{impl} grad lam", glam_ref, glam, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("impl", list(IMPLEMENTATIONS) + ["reference"])
@@ -135,7 +126,7 @@ def test_gradcheck(impl):
 
     The custom backward passes get the full check; the forms differentiated by autograd the fast one.
     """
-    fn = lru_scan_ref if impl == "reference" else IMPLEMENTATIONS[impl]
+    fn = lru_scan_reference if impl == "reference" else IMPLEMENTATIONS[impl]
     lam, x, mask = make_inputs(2, 6, 2, torch.complex128, "holes", seed=3, max_abs=0.9)
     lam.requires_grad_()
     x.requires_grad_()
@@ -167,7 +158,7 @@ def test_long_sequence_near_unit_magnitude(impl):
     lam = torch.polar(torch.full((N,), 0.9999), torch.tensor([0.0, 0.01, 1.0, -3.0]))
     x = torch.randn(B, L, N, dtype=torch.complex64, generator=g)
     mask = torch.rand(B, L, generator=g) > 0.1
-    ref = lru_scan_ref(lam.to(torch.complex128), x.to(torch.complex128), mask)
+    ref = lru_scan_reference(lam.to(torch.complex128), x.to(torch.complex128), mask)
     with torch.no_grad():
         got = IMPLEMENTATIONS[impl](lam, x, mask)
     assert torch.isfinite(torch.view_as_real(got)).all()
@@ -186,7 +177,7 @@ def test_padding_and_future_do_not_leak(impl):
     # changing inputs from step 5 on leaves steps 0..4 as they were
     future = x.clone()
     future[:, 5:] += 10
-    assert_close(impl, fn(lam, future, mask)[:, :5], h[:, :5], rtol=1e-12, atol=1e-12)
+    assert_close(impl, h[:, :5], fn(lam, future, mask)[:, :5], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("impl", GRID_IMPLS)
@@ -199,11 +190,11 @@ def test_strided_inputs(impl):
     w = torch.randn(3, 20, 5, dtype=torch.complex128, generator=g)
     x_ = x.detach().requires_grad_()
     got = IMPLEMENTATIONS[impl](lam, x_, mask)
-    ref = lru_scan_ref(lam, x_, mask)
-    assert_close(impl, got, ref, **TOL[torch.complex128])
+    ref = lru_scan_reference(lam, x_, mask)
+    assert_close(impl, ref, got)
     (gx,) = torch.autograd.grad(got, x_, grad_outputs=w)
     (gx_ref,) = torch.autograd.grad(ref, x_, grad_outputs=w)
-    assert_close(impl, gx, gx_ref, **TOL[torch.complex128])
+    assert_close(impl, gx_ref, gx)
 
 
 @pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
@@ -212,12 +203,12 @@ def test_dtypes_are_kept(backend):
     lam, x, mask = make_inputs(2, 5, 3, torch.complex64)
     half = lru_scan(lam.to(torch.complex32), x.to(torch.complex32), mask, backend=backend)
     assert half.dtype == torch.complex32
-    ref = lru_scan_ref(lam, x.to(torch.complex32).to(torch.complex64), mask)
-    assert_close(backend, half.to(torch.complex64), ref, rtol=2e-3, atol=2e-3)
+    ref = lru_scan_reference(lam, x.to(torch.complex32).to(torch.complex64), mask)
+    assert_close(backend, ref, half.to(torch.complex64), rtol=2e-3, atol=2e-3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = lru_scan(lam, x, mask, backend=backend)
     assert out.dtype == torch.complex64
-    assert_close(backend, out, lru_scan_ref(lam, x, mask), **TOL[torch.complex64])
+    assert_close(backend, lru_scan_reference(lam, x, mask), out)
 
 
 @pytest.mark.parametrize("backend", ["sequential", "auto"])
@@ -227,10 +218,10 @@ def test_torch_compile_full_graph(backend):
     torch._dynamo.reset()
     fn = torch.compile(lambda l_, x_, m_: lru_scan(l_, x_, m_, backend=backend), backend="aot_eager", fullgraph=True)
     h = fn(lam, x, mask)
-    assert_close(backend, h.detach(), lru_scan_ref(lam, x, mask).detach(), **TOL[torch.complex64])
+    assert_close(backend, lru_scan_reference(lam, x, mask).detach(), h.detach())
     (glam,) = torch.autograd.grad(h.abs().sum(), lam)
-    (glam_ref,) = torch.autograd.grad(lru_scan_ref(lam, x, mask).abs().sum(), lam)
-    assert_close(backend, glam, glam_ref, rtol=1e-4, atol=1e-4)
+    (glam_ref,) = torch.autograd.grad(lru_scan_reference(lam, x, mask).abs().sum(), lam)
+    assert_close(backend, glam_ref, glam, rtol=1e-4, atol=1e-4)
 
 
 def test_invalid_backend_lists_valid_values():
@@ -272,7 +263,7 @@ def test_environment_variable_forces_backend(monkeypatch, forced):
     assert resolve_backend(lam, x) == forced
     out = lru_scan(lam, x, mask)
     assert calls == [forced]
-    assert_close(forced, out, lru_scan_ref(lam, x, mask), **TOL[torch.complex64])
+    assert_close(forced, lru_scan_reference(lam, x, mask), out)
     # an explicit backend wins over the variable
     assert resolve_backend(lam, x, "parallel") == "parallel"
 
@@ -280,7 +271,26 @@ def test_environment_variable_forces_backend(monkeypatch, forced):
 def test_environment_variable_is_validated(monkeypatch):
     lam, x, _ = make_inputs(1, 3, 2, torch.complex64)
     monkeypatch.setenv(scan_mod.ENV_BACKEND, "fastest")
-    with pytest.raises(ValueError, match="RECBOLE_LRU_BACKEND"):
+    with pytest.raises(ValueError, match="RECBOLE_LRU_SCAN_BACKEND"):
+        lru_scan(lam, x)
+    monkeypatch.setenv(scan_mod.ENV_BACKEND, "torch")  # an attention backend is not a scan backend
+    with pytest.raises(ValueError, match="RECBOLE_LRU_SCAN_BACKEND"):
+        lru_scan(lam, x)
+
+
+def test_shared_variable_is_a_fallback(monkeypatch):
+    """RECBOLE_LRU_BACKEND, the variable both ops once shared: its scan values steer the scan, the
+    attention's values leave the scan on auto, the scan's own variable wins, and nonsense raises."""
+    lam, x, _ = make_inputs(1, 3, 2, torch.complex64)
+    monkeypatch.setenv(SHARED_ENV, "chunked")
+    assert resolve_backend(lam, x) == "chunked"
+    monkeypatch.setenv(scan_mod.ENV_BACKEND, "reference")
+    assert resolve_backend(lam, x) == "reference"
+    monkeypatch.delenv(scan_mod.ENV_BACKEND)
+    monkeypatch.setenv(SHARED_ENV, "torch")
+    assert resolve_backend(lam, x) == resolve_backend(lam, x, "auto") == "parallel"
+    monkeypatch.setenv(SHARED_ENV, "fastest")
+    with pytest.raises(ValueError, match=SHARED_ENV):
         lru_scan(lam, x)
 
 
@@ -323,16 +333,28 @@ def test_property_matches_reference(B, L, N, double, max_abs, seed, hole_rate):
     lam = make_lam(N, dtype, max_abs, g)
     x = torch.randn(B, L, N, dtype=dtype, generator=g)
     mask = torch.rand(B, L, generator=g) >= hole_rate
-    ref = lru_scan_ref(lam, x, mask)
+    ref = lru_scan_reference(lam, x, mask)
     for impl in HYPOTHESIS_IMPLS:
         with torch.no_grad():
-            assert_close(impl, IMPLEMENTATIONS[impl](lam, x, mask), ref, **TOL[dtype])
+            assert_close(impl, ref, IMPLEMENTATIONS[impl](lam, x, mask))
     # one backward per example, on the custom-backward path the dispatcher uses most
     lam_ = lam.clone().requires_grad_()
     x_ = x.clone().requires_grad_()
     w = torch.randn(B, L, N, dtype=dtype, generator=g)
     got = torch.autograd.grad(lru_scan_sequential(lam_, x_, mask), (lam_, x_), grad_outputs=w)
-    want = torch.autograd.grad(lru_scan_ref(lam_, x_, mask), (lam_, x_), grad_outputs=w)
-    assert_close("grad x", got[1], want[1], **TOL[dtype])
-    scale = max(1.0, want[0].abs().max().item())
-    assert_close("grad lam", got[0], want[0], rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale * 10)
+    want = torch.autograd.grad(lru_scan_reference(lam_, x_, mask), (lam_, x_), grad_outputs=w)
+    assert_close("grad x", want[1], got[1])
+    rtol, atol = TOL[dtype]
+    scale = max(1.0, want[0].abs().max().item())  # grad_lam sums B*L products
+    assert_close("grad lam", want[0], got[0], rtol=rtol, atol=atol * scale * 10)
+
+
+def test_layout_names():
+    """Every implementation is named after its file; the older names stay importable."""
+    import recbole_lru.ops as ops
+
+    for name in ("reference", "sequential", "parallel", "chunked", "triton"):
+        assert hasattr(scan_mod, f"lru_scan_{name}"), name
+    assert scan_mod.lru_scan_ref is lru_scan_reference
+    assert ops.lru_scan is lru_scan and "lru_scan" in ops.__all__
+    assert all(not n.startswith("_") for n in scan_mod.__all__)

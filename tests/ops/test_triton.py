@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu":
@@ -27,19 +29,11 @@ pytest.importorskip("triton", reason="triton is not installed (pip install -e .[
 
 import recbole_lru.ops.linattn.triton as linattn_triton  # noqa: E402
 import recbole_lru.ops.scan.triton as scan_triton  # noqa: E402
-from recbole_lru.ops.linattn.reference import linear_attention_ref  # noqa: E402
-from recbole_lru.ops.scan.reference import lru_scan_ref  # noqa: E402
+from recbole_lru.ops.linattn.reference import linear_attention_reference  # noqa: E402
+from recbole_lru.ops.scan.reference import lru_scan_reference  # noqa: E402
 
+from helpers import assert_close  # noqa: E402
 
-def assert_close(name, actual, expected, tol):
-    """|actual - expected| <= tol * (1 + |expected|) elementwise; reports max and relative error."""
-    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
-    assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
-    diff = (actual - expected).abs()
-    max_err = diff.max().item() if diff.numel() else 0.0
-    rel_err = max_err / max(expected.abs().max().item() if expected.numel() else 0.0, 1e-12)
-    ok = bool((diff <= tol * (1 + expected.abs())).all())
-    assert ok, f"{name}: max err {max_err:.3e}, rel err {rel_err:.3e}, tol {tol:.0e}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,15 +73,15 @@ SCAN_CASES = [
 def test_lru_scan_matches_reference(B, L, N, holes):
     lam, x, mask = make_scan_inputs(B, L, N, torch.complex64, holes)
     h = scan_triton.lru_scan_triton(lam, x, mask, block_l=16, block_n=16)
-    ref = lru_scan_ref(lam, x, mask)
-    assert_close("h", h, ref, 1e-4)
+    ref = lru_scan_reference(lam, x, mask)
+    assert_close("h", ref, h, 1e-4)
 
     grad = torch.randn_like(ref)
     loss, loss_ref = (h * grad.conj()).real.sum(), (ref * grad.conj()).real.sum()
     g_lam, g_x = torch.autograd.grad(loss, (lam, x))
     r_lam, r_x = torch.autograd.grad(loss_ref, (lam, x))
-    assert_close("grad_x", g_x, r_x, 1e-4)
-    assert_close("grad_lam", g_lam, r_lam, 1e-4)
+    assert_close("grad_x", r_x, g_x, 1e-4)
+    assert_close("grad_lam", r_lam, g_lam, 1e-4)
     if mask is not None:
         assert (g_x[~mask] == 0).all()
 
@@ -95,12 +89,12 @@ def test_lru_scan_matches_reference(B, L, N, holes):
 def test_lru_scan_float64_and_default_blocks():
     lam, x, mask = make_scan_inputs(2, 37, 5, torch.complex128, holes=True)
     h = scan_triton.lru_scan_triton(lam, x, mask)
-    ref = lru_scan_ref(lam, x, mask)
-    assert_close("h", h, ref, 1e-9)
+    ref = lru_scan_reference(lam, x, mask)
+    assert_close("h", ref, h, 1e-9)
     g_lam, g_x = torch.autograd.grad(h.abs().sum(), (lam, x))
     r_lam, r_x = torch.autograd.grad(ref.abs().sum(), (lam, x))
-    assert_close("grad_x", g_x, r_x, 1e-9)
-    assert_close("grad_lam", g_lam, r_lam, 1e-9)
+    assert_close("grad_x", r_x, g_x, 1e-9)
+    assert_close("grad_lam", r_lam, g_lam, 1e-9)
 
 
 def test_lru_scan_future_and_padding_do_not_leak():
@@ -156,8 +150,8 @@ def _attn_ids():
 def test_linear_attention_matches_reference(B, Hh, N, K, V, holes, causal):
     q, k, v, mask = make_attn_inputs(B, Hh, N, K, V, torch.float32, holes)
     out = linattn_triton.linear_attention_triton(q, k, v, mask, causal=causal, block_n=16)
-    ref = linear_attention_ref(q, k, v, mask, causal=causal)
-    assert_close("out", out, ref, 1e-4)
+    ref = linear_attention_reference(q, k, v, mask, causal=causal)
+    assert_close("out", ref, out, 1e-4)
     if mask is not None:
         assert (out.transpose(1, 2)[~mask] == 0).all()
 
@@ -165,18 +159,18 @@ def test_linear_attention_matches_reference(B, Hh, N, K, V, holes, causal):
     grads = torch.autograd.grad((out * grad).sum(), (q, k, v))
     grads_ref = torch.autograd.grad((ref * grad).sum(), (q, k, v))
     for name, g, r in zip(("grad_q", "grad_k", "grad_v"), grads, grads_ref):
-        assert_close(name, g, r, 1e-4)
+        assert_close(name, r, g, 1e-4)
 
 
 def test_linear_attention_float64_default_chunk():
     q, k, v, mask = make_attn_inputs(2, 2, 70, 8, 8, torch.float64, holes=True)
     out = linattn_triton.linear_attention_triton(q, k, v, mask, causal=True)
-    ref = linear_attention_ref(q, k, v, mask, causal=True)
-    assert_close("out", out, ref, 1e-9)
+    ref = linear_attention_reference(q, k, v, mask, causal=True)
+    assert_close("out", ref, out, 1e-9)
     grads = torch.autograd.grad(out.square().sum(), (q, k, v))
     grads_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
     for name, g, r in zip(("grad_q", "grad_k", "grad_v"), grads, grads_ref):
-        assert_close(name, g, r, 1e-9)
+        assert_close(name, r, g, 1e-9)
 
 
 def test_linear_attention_causal_future_and_padding_do_not_leak():
@@ -189,6 +183,41 @@ def test_linear_attention_causal_future_and_padding_do_not_leak():
         x.transpose(1, 2)[~mask] = 50.0  # change every padding token
     out2 = linattn_triton.linear_attention_triton(q2, k2, v2, mask, causal=True, block_n=16).detach()
     assert torch.equal(out[:, :, : t + 1], out2[:, :, : t + 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# properties: any small shape, mask and dtype (the interpreter is slow, so few examples)
+
+
+@settings(max_examples=8, deadline=None, database=None)
+@given(B=st.integers(1, 3), L=st.integers(1, 40), N=st.integers(1, 24), holes=st.booleans(),
+       double=st.booleans(), seed=st.integers(0, 2**16))
+def test_property_lru_scan_matches_reference(B, L, N, holes, double, seed):
+    dtype = torch.complex128 if double else torch.complex64
+    lam, x, mask = make_scan_inputs(B, L, N, dtype, holes, seed=seed)
+    h = scan_triton.lru_scan_triton(lam, x, mask, block_l=16, block_n=16)
+    ref = lru_scan_reference(lam, x, mask)
+    tol = 1e-9 if double else 1e-4
+    assert_close("h", ref, h, tol)
+    grad = torch.randn_like(ref)
+    got = torch.autograd.grad((h * grad.conj()).real.sum(), (lam, x))
+    want = torch.autograd.grad((ref * grad.conj()).real.sum(), (lam, x))
+    assert_close("grad_lam", want[0], got[0], tol * max(1.0, want[0].abs().max().item()))
+    assert_close("grad_x", want[1], got[1], tol)
+
+
+@settings(max_examples=8, deadline=None, database=None)
+@given(B=st.integers(1, 3), Hh=st.integers(1, 2), N=st.integers(1, 40), K=st.integers(2, 16),
+       V=st.integers(1, 16), holes=st.booleans(), causal=st.booleans(), seed=st.integers(0, 2**16))
+def test_property_linear_attention_matches_reference(B, Hh, N, K, V, holes, causal, seed):
+    q, k, v, mask = make_attn_inputs(B, Hh, N, K, V, torch.float64, holes, seed=seed)
+    out = linattn_triton.linear_attention_triton(q, k, v, mask, causal=causal, block_n=16)
+    ref = linear_attention_reference(q, k, v, mask, causal=causal)
+    assert_close("out", ref, out, 1e-9)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    grads_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    for name, g, r in zip(("grad_q", "grad_k", "grad_v"), grads, grads_ref):
+        assert_close(name, r, g, 1e-9)
 
 
 # ---------------------------------------------------------------------------------------------

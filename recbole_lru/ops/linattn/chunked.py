@@ -6,7 +6,7 @@ Letters: B batch, H heads, N length, K query/key head dim, V value head dim, C c
 * Causal: ``out_t = phi(q_t) sum_{i<=t} phi(k_i) v_i^T / sqrt(K)``, chunk-wise: one ``(K, V)``
   state per chunk of C tokens, an exclusive prefix sum over chunks carries what came before,
   and a lower-triangular ``(C, C)`` product inside each chunk handles the rest.
-* Step: the same causal sum, one token at a time, for incremental inference.
+The same causal sum one token at a time, for incremental inference, is ``step.py``.
 
 Padding (``mask`` False) zeroes ``phi(k)`` and ``v`` there, so the position adds nothing to any
 state, and zeroes ``phi(q)``, so its output row is zero. Masking uses ``masked_fill`` on shapes
@@ -46,7 +46,7 @@ def _features(q, k, v, mask, eps):
     return qf, kf, vf
 
 
-def linear_attention_torch(
+def linear_attention_chunked(
     q, k, v, mask=None, causal=False, eps=DEFAULT_EPS, chunk_size=DEFAULT_CHUNK_SIZE
 ):
     """LinRec attention in PyTorch (see the module docstring for the math).
@@ -107,36 +107,5 @@ def _causal_chunked(qf, kf, vf, chunk_size):
     return out[:, :, :n]
 
 
-def linear_attention_step(q_t, k_t, v_t, state=None, mask_t=None, eps=DEFAULT_EPS):
-    """One step of causal LinRec attention, for incremental inference.
-
-    ``S_t = S_{t-1} + phi(k_t) v_t^T``, ``out_t = phi(q_t) S_t / sqrt(K)``: feeding the tokens of
-    a sequence one by one gives the outputs of ``linear_attention(..., causal=True)``.
-
-    Args:
-        q_t: ``(B, H, K)``.
-        k_t: ``(B, H, K)``.
-        v_t: ``(B, H, V)``.
-        state: ``(B, H, K, V)`` running ``sum phi(k_i) v_i^T`` of the tokens so far, or None
-            for an empty prefix.
-        mask_t: ``(B,)`` bool, False where this step is padding: the state is left as it is
-            and the output is zero. None means every row is real.
-        eps: epsilon of the feature map's normalisation.
-
-    Returns:
-        ``(out_t, new_state)``: ``(B, H, V)`` in v_t's dtype, and ``(B, H, K, V)`` in float32
-        (float64 when given float64).
-    """
-    scale = 1.0 / math.sqrt(q_t.shape[-1])
-    qf = linrec_feature_map(q_t, eps)
-    kf = linrec_feature_map(k_t, eps)
-    vf = v_t.to(qf.dtype)
-    if mask_t is not None:
-        pad = ~mask_t.to(torch.bool)[:, None, None]  # [B 1 1]
-        qf = qf.masked_fill(pad, 0.0)
-        kf = kf.masked_fill(pad, 0.0)
-        vf = vf.masked_fill(pad, 0.0)
-    update = kf.unsqueeze(-1) * vf.unsqueeze(-2)  # [B H K V]
-    new_state = update if state is None else state.to(update.dtype) + update
-    out = torch.einsum("bhk,bhkv->bhv", qf, new_state) * scale
-    return out.to(v_t.dtype), new_state
+#: the name this function had before every implementation was named after its file
+linear_attention_torch = linear_attention_chunked

@@ -13,13 +13,10 @@ factor of about eps / (2 r^2) (5e-7 at r = 1 with the default eps).
 import torch
 import torch.nn.functional as F
 
+from ..utils import compute_dtype
+
 #: Epsilon of the L2 normalisation, shared by every backend.
 DEFAULT_EPS = 1e-6
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the normalisation runs in: float64 stays, anything else becomes float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def linrec_feature_map(x: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:

@@ -33,8 +33,9 @@ from typing import Optional
 
 import torch
 
-from .feature_map import DEFAULT_EPS, compute_dtype, linrec_feature_map
-from .reference import linear_attention_ref
+from ..utils import compute_dtype
+from .feature_map import DEFAULT_EPS, linrec_feature_map
+from .reference import linear_attention_reference
 
 try:
     import triton
@@ -294,5 +295,5 @@ def linear_attention_triton(
 
 
 def _ref(q, k, v, mask=None, causal=False, eps=DEFAULT_EPS):
-    """The specification these kernels are tested against: ``reference.linear_attention_ref``."""
-    return linear_attention_ref(q, k, v, mask=mask, causal=causal, eps=eps)
+    """The specification these kernels are tested against: ``reference.linear_attention_reference``."""
+    return linear_attention_reference(q, k, v, mask=mask, causal=causal, eps=eps)

@@ -1,21 +1,25 @@
 """The LRU scan h_t = lam * h_{t-1} + mask_t * x_t and its dispatcher ``lru_scan``.
 
-One file per implementation:
-    reference.py   the time loop with autograd through it (the specification)
-    sequential.py  the time loop, fused multiply-add per step, reverse-scan backward
-    parallel.py    the paper's recursive parallelization (Algorithm 1, eq. 6)
-    chunked.py     Toeplitz matmul inside chunks, a short scan across chunks
-    triton.py      a GPU kernel (optional)
+One file per implementation, each exporting the function named after it (``lru_scan_<file>``):
+    reference.py   lru_scan_reference: the time loop with autograd through it (the specification)
+    sequential.py  lru_scan_sequential: the time loop, fused multiply-add per step, reverse-scan backward
+    parallel.py    lru_scan_parallel: the paper's recursive parallelization (Algorithm 1, eq. 6)
+    chunked.py     lru_scan_chunked: Toeplitz matmul inside chunks, a short scan across chunks
+    triton.py      lru_scan_triton: a GPU kernel (optional)
+``_common.py`` holds the input checks and the autograd Function the fast forms share.
+
+The environment variable ``RECBOLE_LRU_SCAN_BACKEND`` replaces "auto" (``RECBOLE_LRU_BACKEND``
+too, when it names a scan backend; see :mod:`recbole_lru.ops.utils`).
 """
-import os
 from typing import Optional
 
 import torch
 
-from ._common import check_inputs, is_compiling
+from ..utils import backend_from_env, is_compiling
+from ._common import check_inputs
 from .chunked import lru_scan_chunked
 from .parallel import lru_scan_parallel
-from .reference import lru_scan_ref
+from .reference import lru_scan_ref, lru_scan_reference
 from .sequential import lru_scan_sequential
 
 try:
@@ -30,7 +34,7 @@ lru_scan_triton = (
 )
 
 SCAN_BACKENDS = ("auto", "sequential", "parallel", "chunked", "triton", "reference")
-ENV_BACKEND = "RECBOLE_LRU_BACKEND"
+ENV_BACKEND = "RECBOLE_LRU_SCAN_BACKEND"
 
 # CPU rule, measured with benchmarks/bench_scan.py and a sweep of B*N in 256..16384, L in 50..4096:
 # the time loop costs L * (per-step overhead + B*N work), the recursive parallelization about
@@ -43,7 +47,7 @@ _IMPLEMENTATIONS = {
     "sequential": lru_scan_sequential,
     "parallel": lru_scan_parallel,
     "chunked": lru_scan_chunked,
-    "reference": lru_scan_ref,
+    "reference": lru_scan_reference,
 }
 
 
@@ -69,13 +73,10 @@ def _auto_backend(lam: torch.Tensor, x: torch.Tensor) -> str:
 
 
 def resolve_backend(lam: torch.Tensor, x: torch.Tensor, backend: str = "auto") -> str:
-    """The backend ``lru_scan`` would run for these inputs: ``RECBOLE_LRU_BACKEND`` replaces "auto"."""
+    """The backend ``lru_scan`` would run for these inputs: ``RECBOLE_LRU_SCAN_BACKEND`` replaces "auto"."""
     _check_backend(backend, "the backend argument")
     if backend == "auto":
-        env = os.environ.get(ENV_BACKEND)
-        if env:
-            _check_backend(env, f"the {ENV_BACKEND} environment variable")
-            backend = env
+        backend = backend_from_env(ENV_BACKEND, SCAN_BACKENDS) or "auto"
     if backend == "auto":
         backend = _auto_backend(lam, x)
     return backend
@@ -100,7 +101,7 @@ def lru_scan(
             "chunked"     Toeplitz matmul per chunk + a scan across chunks, transposed for the backward
             "triton"      the GPU kernel (``lru_scan_triton``); needs triton
             "reference"   the plain loop with autograd through every step (slow, the spec)
-            "auto"        the environment variable ``RECBOLE_LRU_BACKEND`` if set, else:
+            "auto"        the environment variable ``RECBOLE_LRU_SCAN_BACKEND`` if set, else:
                           CUDA:  "triton" when importable, else "chunked";
                           CPU under torch.compile: "parallel" (log2 L ops, no per-step graph);
                           CPU:   "sequential" when B * N >= 2048 (each step then hides its Python
@@ -123,5 +124,5 @@ def lru_scan(
     return _IMPLEMENTATIONS[name](lam, x, mask)
 
 
-__all__ = ["lru_scan", "SCAN_BACKENDS", "lru_scan_ref", "lru_scan_sequential", "lru_scan_parallel",
-           "lru_scan_chunked", "resolve_backend"]
+__all__ = ["lru_scan", "SCAN_BACKENDS", "ENV_BACKEND", "resolve_backend", "lru_scan_reference",
+           "lru_scan_sequential", "lru_scan_parallel", "lru_scan_chunked", "lru_scan_triton", "lru_scan_ref"]

@@ -6,6 +6,8 @@ from typing import Callable, Optional
 
 import torch
 
+from ..utils import compute_dtype
+
 # kernel(lam: c(N), x: c(B L N), reverse: bool) -> h: c(B L N), no autograd, same dtype as x.
 # Forward (reverse=False):  h_t = lam * h_{t-1} + x_t,  h_{-1} = 0.
 # Reverse (reverse=True):   h_t = lam * h_{t+1} + x_t,  h_{L} = 0.
@@ -46,19 +48,6 @@ def check_inputs(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor
             )
         if mask.device != x.device:
             raise ValueError(f"lru_scan expects mask on the device of x ({x.device}); got {mask.device}")
-
-
-def is_compiling() -> bool:
-    """True while torch.compile traces the code (a constant for the traced graph)."""
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
-
-
-def compute_dtype(lam: torch.Tensor, x: torch.Tensor) -> torch.dtype:
-    """complex128 when either input is complex128, else complex64 (complex32 is upcast)."""
-    if lam.dtype == torch.complex128 or x.dtype == torch.complex128:
-        return torch.complex128
-    return torch.complex64
 
 
 def apply_mask(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -152,6 +141,6 @@ def scan_with_kernel(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Te
     lam c(N), x c(B L N), mask b(B L) or None -> h c(B L N).
     """
     check_inputs(lam, x, mask)
-    dtype = compute_dtype(lam, x)
+    dtype = compute_dtype(lam.dtype, x.dtype)
     h = ScanFunction.apply(lam.to(dtype), x.to(dtype), mask, kernel)
     return h.to(x.dtype)

@@ -13,7 +13,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._common import apply_mask, check_inputs, compute_dtype, lam_powers, scan_with_kernel
+from ..utils import compute_dtype
+from ._common import apply_mask, check_inputs, lam_powers, scan_with_kernel
 from .sequential import sequential_scan_kernel
 
 CHUNK = 32
@@ -90,7 +91,7 @@ def lru_scan_chunked_autograd(
     check_inputs(lam, x, mask)
     if chunk < 1:
         raise ValueError(f"chunk must be a positive number of steps; got {chunk}")
-    dtype = compute_dtype(lam, x)
+    dtype = compute_dtype(lam.dtype, x.dtype)
     lam_c = lam.to(dtype)
     xm = apply_mask(x.to(dtype), mask)
     B, L, N = xm.shape

@@ -12,7 +12,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._common import apply_mask, check_inputs, compute_dtype, lam_powers, scan_with_kernel
+from ..utils import compute_dtype
+from ._common import apply_mask, check_inputs, lam_powers, scan_with_kernel
 
 
 def _padded_length(L: int) -> int:
@@ -68,7 +69,7 @@ def lru_scan_parallel_autograd(
     independent check of the custom backward.
     """
     check_inputs(lam, x, mask)
-    dtype = compute_dtype(lam, x)
+    dtype = compute_dtype(lam.dtype, x.dtype)
     lam_c = lam.to(dtype)
     h = apply_mask(x.to(dtype), mask)
     B, L, N = h.shape

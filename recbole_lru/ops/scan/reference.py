@@ -3,10 +3,11 @@ from typing import Optional
 
 import torch
 
-from ._common import check_inputs, compute_dtype
+from ..utils import compute_dtype
+from ._common import check_inputs
 
 
-def lru_scan_ref(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def lru_scan_reference(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Diagonal linear recurrence, one step at a time.
 
         h_t = lam * h_{t-1} + mask_t * x_t,   h_{-1} = 0
@@ -23,7 +24,7 @@ def lru_scan_ref(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor
         Differentiable through autograd (one graph node per step: slow, but obviously right).
     """
     check_inputs(lam, x, mask)
-    dtype = compute_dtype(lam, x)
+    dtype = compute_dtype(lam.dtype, x.dtype)
     lam_c = lam.to(dtype)
     x_c = x.to(dtype)
     if mask is not None:
@@ -36,3 +37,7 @@ def lru_scan_ref(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor
     if not states:
         return x.new_zeros(x.shape)
     return torch.stack(states, dim=1).to(x.dtype)
+
+
+#: the name this function had before every implementation was named after its file
+lru_scan_ref = lru_scan_reference

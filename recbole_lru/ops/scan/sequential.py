@@ -9,7 +9,8 @@ from typing import Optional
 
 import torch
 
-from ._common import is_compiling, scan_with_kernel
+from ..utils import is_compiling
+from ._common import scan_with_kernel
 
 
 def _sequential_scan_out_of_place(lam: torch.Tensor, x: torch.Tensor, reverse: bool) -> torch.Tensor:

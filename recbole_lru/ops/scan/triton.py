@@ -22,7 +22,7 @@ The backward pass is the same scan run from the end of the sequence with conj(la
     grad_lam = sum_{b,t} conj(h_{t-1}) * g~_t
 
 Precision: complex64 runs in float32, complex128 (either input) in float64; complex32
-is upcast to complex64 and the result cast back to the dtype of x (``_common.compute_dtype``).
+is upcast to complex64 and the result cast back to the dtype of x (``ops.utils.compute_dtype``).
 
 Memory traffic per call, with E = B*L*N complex elements of ``e`` bytes each
 (8 for complex64) and a bool mask of B*L bytes:
@@ -37,8 +37,9 @@ from typing import Optional
 
 import torch
 
-from ._common import check_inputs, compute_dtype
-from .reference import lru_scan_ref
+from ..utils import compute_dtype
+from ._common import check_inputs
+from .reference import lru_scan_reference
 
 try:
     import triton
@@ -289,7 +290,7 @@ def lru_scan_triton(
     if not HAS_TRITON:
         raise ImportError(_INSTALL_HINT)
     check_inputs(lam, x, mask)
-    work_dtype = compute_dtype(lam, x)
+    work_dtype = compute_dtype(lam.dtype, x.dtype)
     # casts stay outside the autograd.Function so autograd maps gradients back to the input dtypes
     lam_w = lam.to(work_dtype).contiguous()
     x_w = x.to(work_dtype).contiguous()
@@ -299,5 +300,5 @@ def lru_scan_triton(
 
 
 def _ref(lam: torch.Tensor, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The specification these kernels are tested against: ``reference.lru_scan_ref``."""
-    return lru_scan_ref(lam, x, mask)
+    """The specification these kernels are tested against: ``reference.lru_scan_reference``."""
+    return lru_scan_reference(lam, x, mask)
