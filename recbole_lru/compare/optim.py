@@ -76,7 +76,8 @@ def _no_command_line():
 
 def resolve_optimization(entries, dataset: str, shared: dict) -> dict:
     """Each runnable entry's optimisation as RecBole will build it: its YAML, then ``shared``, then
-    its own overrides. Returns ``{entry name: record}``; entries with an error are left out."""
+    its own overrides. Returns ``{entry name: record}``; entries with an error are left out, and an
+    entry whose config RecBole refuses gets that error (its row records it without running)."""
     from recbole.utils import get_model
 
     from .worker import build_config
@@ -86,7 +87,11 @@ def resolve_optimization(entries, dataset: str, shared: dict) -> dict:
         for entry in entries:
             if entry.error:
                 continue
-            config = build_config(entry.model, dataset, dict(shared, **entry.overrides))
+            try:
+                config = build_config(entry.model, dataset, dict(shared, **entry.overrides))
+            except Exception as err:  # noqa: BLE001 - a config RecBole refuses becomes that row's error
+                entry.error = f"{type(err).__name__}: {err}"
+                continue
             learner = str(config["learner"]).lower()
             if learner not in LEARNERS:
                 raise ValueError(f"{entry.name}: learner {config['learner']!r} is not one of RecBole's optimizers "

@@ -137,7 +137,7 @@ def run_model(spec: dict, out: dict) -> None:
         for stale in (best_file, last):  # another config's, or an unfinished run's that cannot resume
             if os.path.isfile(stale):
                 os.remove(stale)
-        progress = dict(hooks.new_progress(fingerprint), resumed_at_epochs=progress["resumed_at_epochs"])
+        progress = hooks.new_progress(fingerprint)
     trainer = trainer_class(config, model, progress=progress, progress_path=progress_path,
                             time_budget=spec.get("time_budget"))
     trainer.saved_model_file = best_file
@@ -151,7 +151,11 @@ def run_model(spec: dict, out: dict) -> None:
         print(f"training had finished before the interruption; testing {best_file}", flush=True)
     else:
         if resume:
-            trainer.resume_checkpoint(last)
+            try:
+                trainer.resume_checkpoint(last)
+            except ValueError as err:  # the model no longer fits it: other data under the same name?
+                raise ValueError(f"{spec['name']}: the unfinished run's checkpoint in {work} cannot be continued "
+                                 f"({err}). Start the model over with --force.") from None
             out["resumed_from_epoch"] = trainer.restore_progress()
             print(f"resumed from {last} after epoch {out['resumed_from_epoch']}", flush=True)
         out["curve"] = progress["curve"]  # the list the trainer appends to: a failure keeps what ran

@@ -88,3 +88,15 @@ def test_optimizer_option_sets_every_learner_and_is_recorded(tmp_path, monkeypat
     assert "| adamw | 0.001 | 0.01 decoupled | – |" in md
     with pytest.raises(ValueError, match="disagree"):
         run.compare("tiny", "SASRec", data_path=data, out=str(out), optimizer="adamw", overrides={"learner": "sgd"})
+
+
+def test_a_config_recbole_refuses_is_that_rows_error_before_anything_trains(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(run.runner, "run_worker", lambda entry, *a, **k: ran.append(entry.name) or fake_result())
+    out = tmp_path / "r"
+    bad = "SASRec:train_neg_sample_args={'distribution':'uniform','sample_num':1}"  # CE loss takes no negatives
+    assert cli.main(argv(tiny_path(tmp_path), out, "SASRec,GRU4Rec", "--model_config", bad)) == 1
+    assert ran == ["GRU4Rec"]
+    rows = json.loads((out / "quick" / "tiny" / "summary.json").read_text())["models"]
+    assert "should be None when the loss_type is CE" in rows["SASRec"]["error"]
+    assert rows["SASRec"]["optimization"] is None and rows["GRU4Rec"]["optimization"]["optimizer"] == "adam"

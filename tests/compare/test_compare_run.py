@@ -7,7 +7,14 @@ import os
 import pytest
 
 from compare_helpers import ROW_KEYS, argv, fake_result, tiny_path
-from recbole_lru.compare import METRIC_KEYS, cli, data, run
+from recbole_lru.compare import METRIC_KEYS, cli, data, report, run
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """For the bookkeeping tests: drawing the plots after every row is most of their time (the
+    plots themselves are checked in the end-to-end test and in test_compare_report.py)."""
+    monkeypatch.setattr(report, "plot_summary", lambda summary, folder: [])
 
 
 def test_quick_run_records_rows_and_skips_them_next_time(tmp_path, monkeypatch, capsys):
@@ -84,7 +91,7 @@ def test_quick_run_records_rows_and_skips_them_next_time(tmp_path, monkeypatch, 
     assert len(again["runs"]) == 2
 
 
-def test_protocol_change_and_force_rerun(tmp_path, monkeypatch):
+def test_protocol_change_and_force_rerun(tmp_path, monkeypatch, no_plots):
     calls = []
     monkeypatch.setattr(run.runner, "run_worker", lambda entry, *a, **k: calls.append(entry.name) or fake_result())
     path, out = tiny_path(tmp_path), tmp_path / "r"
@@ -102,7 +109,7 @@ def test_protocol_change_and_force_rerun(tmp_path, monkeypatch):
     assert summary["models"]["GRU4Rec"]["overrides"] == {"num_layers": 2}
 
 
-def test_rows_of_an_older_harness_stay_current_under_new_protocol_keys(tmp_path, monkeypatch):
+def test_rows_of_an_older_harness_stay_current_under_new_protocol_keys(tmp_path, monkeypatch, no_plots):
     calls = []
     monkeypatch.setattr(run.runner, "run_worker", lambda entry, *a, **k: calls.append(entry.name) or fake_result())
     path, out = tiny_path(tmp_path), tmp_path / "r"
@@ -118,7 +125,7 @@ def test_rows_of_an_older_harness_stay_current_under_new_protocol_keys(tmp_path,
     assert calls == ["GRU4Rec", "GRU4Rec"]  # a protocol that sets one optimizer is another protocol
 
 
-def test_concurrent_runs_on_one_dataset_keep_each_others_rows(tmp_path, monkeypatch):
+def test_concurrent_runs_on_one_dataset_keep_each_others_rows(tmp_path, monkeypatch, no_plots):
     path, out = tiny_path(tmp_path), tmp_path / "r"
     inner_rc = []
 
@@ -137,14 +144,14 @@ def test_concurrent_runs_on_one_dataset_keep_each_others_rows(tmp_path, monkeypa
     assert "NARM" in (out / "quick" / "tiny" / "summary.md").read_text()
 
 
-def test_unsupported_regime_row_without_running(tmp_path, monkeypatch):
+def test_unsupported_regime_row_without_running(tmp_path, monkeypatch, no_plots):
     monkeypatch.setattr(run.runner, "run_worker", lambda *a, **k: pytest.fail("must not run"))
     assert cli.main(argv(tiny_path(tmp_path), tmp_path / "r", "BPR:whole_sequence")) == 1
     row = json.loads((tmp_path / "r" / "quick" / "tiny" / "summary.json").read_text())["models"]["BPR:whole_sequence"]
     assert "no whole_sequence" in row["error"]
 
 
-def test_default_output_and_work_folders(tmp_path, monkeypatch):
+def test_default_output_and_work_folders(tmp_path, monkeypatch, no_plots):
     seen = {}
 
     def fake(entry, dataset, config, data_dir, log_path, work, **k):
