@@ -173,17 +173,19 @@ def export_bundle(model_file, out_dir, dataset=None, data_path: str | None = Non
     return save_bundle(model_name, config, checkpoint["state_dict"], tokens, counts.tolist(), out_dir)
 
 
-def build_model(model_name: str, config: dict, n_items: int) -> torch.nn.Module:
-    """Construct a plugin model from a saved config and the catalogue size, without a dataset."""
+def build_model(model, config: dict, n_items: int) -> torch.nn.Module:
+    """Construct a model (a plugin model's name, or any RecBole model class) from a saved config
+    and the catalogue size, without a dataset."""
     from .. import registry
 
     registry.register()
-    if model_name not in registry.MODELS:
-        raise BundleError(f"unknown model {model_name!r}; bundles hold one of {list(SERVABLE_MODELS)}")
-    cls = getattr(importlib.import_module(registry.MODELS[model_name]), model_name)
+    if isinstance(model, str):
+        if model not in registry.MODELS:
+            raise BundleError(f"unknown model {model!r}; bundles hold one of {list(SERVABLE_MODELS)}")
+        model = getattr(importlib.import_module(registry.MODELS[model]), model)
     cfg = _ServingConfig(config)
     cfg["device"] = torch.device("cpu")
-    return cls(cfg, _Catalogue(cfg["ITEM_ID_FIELD"], n_items))
+    return model(cfg, _Catalogue(cfg["ITEM_ID_FIELD"], n_items))
 
 
 def load_bundle(path, dtype: torch.dtype = torch.float32) -> Bundle:

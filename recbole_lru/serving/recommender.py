@@ -151,7 +151,7 @@ class Recommender:
         grid = torch.zeros(len(users), width, dtype=torch.long)
         for row, u in enumerate(users):
             grid[row, : len(per_user[u])] = torch.tensor(per_user[u])
-        with torch.no_grad():
+        with torch.inference_mode():
             for r in range(width):
                 active = lengths > r
                 if bool(active.all()):
@@ -180,7 +180,7 @@ class Recommender:
             seq = torch.zeros(len(part), int(lens.max()), dtype=torch.long)
             for row, u in enumerate(part):
                 seq[row, : lens[row]] = torch.tensor(items[u])
-            with torch.no_grad():
+            with torch.inference_mode():
                 hidden, state = self.engine.encode(seq, lens)
             blobs = self.engine.pack(hidden, state)
             updates = [Update(u, 0, len(items[u]), b, np.asarray(items[u], dtype=np.int32).tobytes())
@@ -228,20 +228,21 @@ class Recommender:
         records = self.store.load(users)
         t = self.timer.add("store_load", t)
         known = [i for i, r in enumerate(records) if r is not None]
-        scores = self.engine.empty_scores.expand(len(users), -1).clone()  # [B n_items]
-        if known:
-            hidden, _ = self.engine.unpack([records[i].state for i in known])
-            t = self.timer.add("decode", t)
-            with torch.no_grad():
+        with torch.inference_mode():
+            scores = self.engine.empty_scores.expand(len(users), -1).clone()  # [B n_items]
+            if known:
+                hidden, _ = self.engine.unpack([records[i].state for i in known])
+                t = self.timer.add("decode", t)
                 scores[known] = self.engine.scores(hidden)
-            t = self.timer.add("score", t)
-        scores[:, 0] = float("-inf")  # padding id
-        if exclude_seen and known:
-            seen = [np.frombuffer(records[i].seen, dtype=np.int32) for i in known]
-            rows = np.repeat(np.asarray(known), [len(s) for s in seen])
-            scores[torch.from_numpy(rows), torch.from_numpy(np.concatenate(seen).astype(np.int64))] = float("-inf")
-        top = scores.topk(k, dim=1)
-        self.timer.add("topk", t)
+                t = self.timer.add("score", t)
+            scores[:, 0] = float("-inf")  # padding id
+            if exclude_seen and known:
+                seen = [np.frombuffer(records[i].seen, dtype=np.int32) for i in known]
+                rows = np.repeat(np.asarray(known), [len(s) for s in seen])
+                items = np.concatenate(seen).astype(np.int64)
+                scores[torch.from_numpy(rows), torch.from_numpy(items)] = float("-inf")
+            top = scores.topk(k, dim=1)
+        self.timer.add("mask_topk", t)
         out = []
         tokens = self.bundle.tokens
         for vals, idx in zip(top.values.tolist(), top.indices.tolist()):
