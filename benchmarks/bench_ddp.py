@@ -1,5 +1,7 @@
 """One process with 2 threads against 2 processes with 1 thread each (DDP over gloo), LRURec.
 
+A third contender, one process with one thread, shows what a thread buys on this machine.
+
 Both contenders train the same model from the same seed with the same global batch
 (``train_batch_size``; under DDP each process takes half of every batch) and the same learning rate:
 DDP averages the two halves' gradients, so one step moves the weights as one process's step on the
@@ -95,19 +97,24 @@ def main():
           f"{os.cpu_count()} CPUs, torch {torch.__version__}", flush=True)
     one = contender("1 process x 2 threads", 1, 2, base)
     ddp = contender("2 processes x 1 thread", 2, 1, base)
+    single = contender("1 process x 1 thread", 1, 1, base)
     e1 = sum(one["epoch_seconds"]) / len(one["epoch_seconds"])
     e2 = sum(ddp["epoch_seconds"]) / len(ddp["epoch_seconds"])
     v1 = sum(one["valid_seconds"]) / len(one["valid_seconds"])
     v2 = sum(ddp["valid_seconds"]) / len(ddp["valid_seconds"])
+    e0 = sum(single["epoch_seconds"]) / len(single["epoch_seconds"])
     ratios = {"train_epoch_speedup": e1 / e2, "validation_speedup": v1 / v2,
-              "wall_speedup": one["wall_seconds"] / ddp["wall_seconds"]}
+              "wall_speedup": one["wall_seconds"] / ddp["wall_seconds"],
+              "train_epoch_speedup_of_ddp_over_one_thread": e0 / e2,
+              "train_epoch_speedup_of_two_threads_over_one": e0 / e1}
     print(f"speed-up of 2 processes x 1 thread over 1 process x 2 threads: training epoch {ratios['train_epoch_speedup']:.2f}x,"
-          f" validation {ratios['validation_speedup']:.2f}x, whole run {ratios['wall_speedup']:.2f}x", flush=True)
+          f" validation {ratios['validation_speedup']:.2f}x, whole run {ratios['wall_speedup']:.2f}x; over 1 process x 1 thread:"
+          f" training epoch {e0 / e2:.2f}x (2 threads in one process: {e0 / e1:.2f}x)", flush=True)
     os.makedirs(args.out, exist_ok=True)
     out = {"dataset": args.dataset, "model": "LRURec", "epochs": args.epochs, "global_batch": args.train_batch_size,
            "learning_rate_rule": "unchanged (global batch unchanged, DDP averages gradients)",
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
-           "contenders": [one, ddp], "ratios": ratios}
+           "contenders": [one, ddp, single], "ratios": ratios}
     with open(os.path.join(args.out, f"{args.dataset}.json"), "w") as fh:
         json.dump(out, fh, indent=1)
 

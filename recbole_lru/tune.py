@@ -178,14 +178,25 @@ def run_ray(model: str, dataset: str, params_file: str, config_file_list=None, c
     return _summary(output_file, len(todo), len(trials_all) - len(todo), config_dict)
 
 
+def _worker_env() -> dict:
+    """Ray workers start with ``ray_worker/sitecustomize.py`` (numpy 2's missing ``np.bool8``)."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_worker")
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return {"env_vars": {"PYTHONPATH": path}}
+
+
 def _tune(todo, fixed, config_file_list, output_file, ray_address, cpus, gpus, num_cpus):
+    try:
+        import pyarrow  # noqa: F401  (Ray Tune 2.6 reads its results back through pyarrow.fs)
+    except ImportError:
+        raise ValueError("--tool ray needs pyarrow (Ray Tune's result storage): pip install pyarrow") from None
     import ray
     from ray import air, tune
 
     started = not ray.is_initialized()
     if started:
         kwargs = {"address": ray_address} if ray_address else {"num_cpus": num_cpus, "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        ray.init(log_to_driver=False, configure_logging=False, runtime_env=_worker_env(), **kwargs)
     try:
         trainable = tune.with_resources(
             tune.with_parameters(_trial, trials=todo, fixed=fixed, config_file_list=config_file_list,
@@ -195,7 +206,7 @@ def _tune(todo, fixed, config_file_list, output_file, ray_address, cpus, gpus, n
             trainable, param_space={"trial": tune.grid_search(list(range(len(todo))))},
             tune_config=tune.TuneConfig(num_samples=1, chdir_to_trial_dir=False),
             run_config=air.RunConfig(name=f"recbole_lru_{os.path.splitext(os.path.basename(output_file))[0]}",
-                                     storage_path=os.path.join(os.path.dirname(output_file), "ray_results"),
+                                     local_dir=os.path.join(os.path.dirname(output_file), "ray_results"),
                                      callbacks=[_append_callback(output_file)], verbose=0))
         results = tuner.fit()
         errors = [r.error for r in results if r.error is not None]

@@ -1,5 +1,6 @@
 """Ray Tune search: the hyper-file as RecBole reads it, the trial list, skipping finished trials,
 and a real search with a local 2-CPU Ray runtime on tiny data."""
+import glob
 import json
 import math
 import os
@@ -73,6 +74,13 @@ def test_ray_search_runs_trials_in_parallel_and_skips_finished_ones(tiny_data, t
         assert set(r) == {"params", "best_valid_score", "best_valid_result", "test_result"}
         assert 0 <= r["test_result"]["recall@10"] <= 1
     assert len(os.listdir(tmp_path / "saved")) == 2  # each trial's best checkpoint, in the driver's folder
+    # Ray's own record of each trial: two worker processes whose running times overlap
+    spans = []
+    for f in glob.glob(str(tmp_path / "ray_results" / "*" / "*" / "result.json")):
+        last = json.loads(open(f).read().splitlines()[-1])
+        spans.append((last["pid"], last["timestamp"] - last["time_total_s"], last["timestamp"]))
+    assert len(spans) == 2 and spans[0][0] != spans[1][0]
+    assert max(s[1] for s in spans) < min(s[2] for s in spans), spans
     import ray
 
     assert not ray.is_initialized()  # the local runtime it started is shut down
