@@ -280,3 +280,29 @@ for load in (lambda f: load_data_and_model(f, {{"data_path": {data_path!r}}}), r
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = (float(x) for x in proc.stdout.split()[-2:])
     assert 0.0 <= a <= 1.0 and a == b
+
+
+# RecBole's own sequential-model test configurations (tests/model/test_model_auto.py), on ours
+RECBOLE_VARIANTS = {
+    "bpr": {"loss_type": "BPR"},
+    "bpr_relu": {"loss_type": "BPR", "hidden_act": "relu"},
+    "bpr_sigmoid": {"loss_type": "BPR", "hidden_act": "sigmoid"},
+    "bpr_tanh_len3": {"loss_type": "BPR", "hidden_act": "tanh", "MAX_ITEM_LIST_LENGTH": 3},
+    "swish": {"hidden_act": "swish"},
+    "len3": {"MAX_ITEM_LIST_LENGTH": 3},
+    "not_reproducible": {"reproducibility": False},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(RECBOLE_VARIANTS))
+@pytest.mark.parametrize("model", ["LRURec", "LinRec"])
+def test_recbole_sequential_test_variants_train_or_say_why(model, variant, base, capsys):
+    settings = RECBOLE_VARIANTS[variant]
+    keep = [a for a in base if not a.startswith(("--model=", "--MAX_ITEM_LIST_LENGTH="))]
+    argv = [*keep, f"--model={model}", "--train_mode=prefix", *(f"--{k}={v}" for k, v in settings.items())]
+    if "MAX_ITEM_LIST_LENGTH" not in settings:
+        argv.append("--MAX_ITEM_LIST_LENGTH=10")
+    if settings.get("loss_type") == "BPR":  # the model YAMLs switch negative sampling off (for CE)
+        _one_line(capsys, argv, f"Invalid {model} config", "train_neg_sample_args")
+        argv.append("--train_neg_sample_args={distribution: uniform, sample_num: 1}")
+    assert main(argv) == 0, capsys.readouterr().err[-1500:]
