@@ -23,13 +23,13 @@ weighs each rank by its number of batches. This module provides:
 from __future__ import annotations
 
 import datetime
-import logging
 import os
-import time
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from .launch import free_port, launch
 
 __all__ = ["DistributedSetupError", "BACKENDS", "PATCHES", "install", "uninstall", "init_device",
            "choose_backend", "is_distributed", "is_main", "any_rank", "from_main", "shard_batches",
@@ -300,91 +300,12 @@ def _load(path, device):
 
 
 # --------------------------------------------------------------------------------------------
-# Starting the processes of one machine
+# One machine's processes of a run
 # --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def distributed_config(config_dict, local_rank, nproc, world_size, ip, port, group_offset) -> dict:
     """The keys that make RecBole's Config join a process group (RecBole's names)."""
     return {**(config_dict or {}), "local_rank": local_rank, "nproc": nproc, "world_size": world_size,
             "ip": ip, "port": str(port), "offset": group_offset}
-
-
-def _child(local_rank, fn, args, nproc, results):
-    import recbole_lru  # noqa: F401  (registers the models in the new process)
-
-    install()
-    if not os.environ.get("OMP_NUM_THREADS"):
-        # N processes with all cores each would oversubscribe the CPU
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
-    if local_rank != 0:
-        logging.getLogger().setLevel(logging.ERROR)
-    try:
-        results.put((local_rank, "ok", fn(local_rank, *args)))
-    except BaseException as err:  # noqa: BLE001  (re-raised in the parent)
-        import traceback
-
-        # a note travels with the pickled exception: shown with the parent's traceback, not by the CLI
-        err.add_note(f"in process {local_rank}:\n{traceback.format_exc()}")
-        try:
-            results.put((local_rank, "error", err))
-        except Exception:  # an exception that does not pickle
-            results.put((local_rank, "error", RuntimeError(f"{type(err).__name__}: {err}")))
-        raise SystemExit(1)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def launch(fn, args=(), nproc: int = 2, timeout: float | None = None) -> list:
-    """Run ``fn(local_rank, *args)`` in ``nproc`` new processes; returns their results by rank.
-
-    ``fn`` must be importable by name (module level). When a process fails the others are
-    stopped and its exception is raised here (the lowest rank's when several fail alike); past
-    ``timeout`` seconds every process is stopped and TimeoutError is raised.
-    """
-    import torch.multiprocessing as mp
-    from torch.multiprocessing.spawn import ProcessException
-
-    results = mp.get_context("spawn").SimpleQueue()
-    context = mp.start_processes(_child, args=(fn, tuple(args), nproc, results), nprocs=nproc,
-                                 join=False, start_method="spawn")
-    got, deadline, failure = {}, None if timeout is None else time.monotonic() + timeout, None
-
-    def drain():
-        while not results.empty():
-            rank, status, value = results.get()
-            got[rank] = (status, value)
-
-    try:
-        while True:
-            drain()
-            try:
-                if context.join(timeout=0.5):
-                    break
-            except ProcessException as err:
-                failure = err
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{nproc} processes did not finish within {timeout:g} s; they were stopped.")
-    finally:
-        for p in context.processes:
-            if p.is_alive():
-                p.terminate()
-            p.join(5)
-    drain()
-    errors = sorted((rank, v) for rank, (s, v) in got.items() if s == "error")
-    if errors:
-        raise errors[0][1]
-    if failure is not None:
-        raise RuntimeError(f"a training process died without a Python error ({failure}).")
-    return [got.get(rank, ("ok", None))[1] for rank in range(nproc)]
 
 
 def _pipeline(local_rank, model, dataset, config_file_list, config_dict, saved, resume):

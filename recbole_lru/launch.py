@@ -1,0 +1,92 @@
+"""Starting the processes of one machine for a multi-process run, with a timeout and the first
+error re-raised in the parent (used by :mod:`recbole_lru.distributed` and the tests)."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+__all__ = ["launch", "free_port"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _child(local_rank, fn, args, nproc, results):
+    import recbole_lru  # noqa: F401  (registers the models in the new process)
+    import torch
+    import torch.distributed as dist
+
+    from .distributed import install
+
+    install()
+    if not os.environ.get("OMP_NUM_THREADS"):
+        # N processes with all cores each would oversubscribe the CPU
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+    if local_rank != 0:
+        logging.getLogger().setLevel(logging.ERROR)
+    try:
+        results.put((local_rank, "ok", fn(local_rank, *args)))
+    except BaseException as err:  # noqa: BLE001  (re-raised in the parent)
+        import traceback
+
+        # a note travels with the pickled exception: shown with the parent's traceback, not by the CLI
+        err.add_note(f"in process {local_rank}:\n{traceback.format_exc()}")
+        try:
+            results.put((local_rank, "error", err))
+        except Exception:  # an exception that does not pickle
+            results.put((local_rank, "error", RuntimeError(f"{type(err).__name__}: {err}")))
+        raise SystemExit(1)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch(fn, args=(), nproc: int = 2, timeout: float | None = None) -> list:
+    """Run ``fn(local_rank, *args)`` in ``nproc`` new processes; returns their results by rank.
+
+    ``fn`` must be importable by name (module level). When a process fails the others are
+    stopped and its exception is raised here (the lowest rank's when several fail alike); past
+    ``timeout`` seconds every process is stopped and TimeoutError is raised.
+    """
+    import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
+
+    results = mp.get_context("spawn").SimpleQueue()
+    context = mp.start_processes(_child, args=(fn, tuple(args), nproc, results), nprocs=nproc,
+                                 join=False, start_method="spawn")
+    got, deadline, failure = {}, None if timeout is None else time.monotonic() + timeout, None
+
+    def drain():
+        while not results.empty():
+            rank, status, value = results.get()
+            got[rank] = (status, value)
+
+    try:
+        while True:
+            drain()
+            try:
+                if context.join(timeout=0.5):
+                    break
+            except ProcessException as err:
+                failure = err
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{nproc} processes did not finish within {timeout:g} s; they were stopped.")
+    finally:
+        for p in context.processes:
+            if p.is_alive():
+                p.terminate()
+            p.join(5)
+    drain()
+    errors = sorted((rank, v) for rank, (s, v) in got.items() if s == "error")
+    if errors:
+        raise errors[0][1]
+    if failure is not None:
+        raise RuntimeError(f"a training process died without a Python error ({failure}).")
+    return [got.get(rank, ("ok", None))[1] for rank in range(nproc)]
