@@ -9,7 +9,7 @@ Every model runs with its own default YAML plus the same protocol:
 * optionally ``mask_history: True`` (the user's input items are removed from the ranking) and one
   optimizer for all (``--optimizer adamw``).
 
-    python -m recbole_lru.compare --dataset amazon-video-games --data_path ../shared/datasets \\
+    python -m recbole_lru.compare --dataset amazon-video-games --data_path DATASETS \\
         --models LRURec,SASRecWS --mask_history --optimizer adamw --out results
 
 The parts, in the order a run meets them:

@@ -184,3 +184,44 @@ def test_worker_crash_is_recorded_and_the_rest_go_on(tmp_path, monkeypatch):
     assert summary["models"]["NARM"]["test"]["recall@10"] == 0.1
     assert "boom" in (out / "quick" / "tiny" / "logs" / "GRU4Rec.log").read_text()
     assert os.path.isdir(out / "quick" / "tiny" / ".work" / "GRU4Rec")  # kept for the next attempt
+
+
+@pytest.mark.slow
+def test_harness_killed_with_sigkill_takes_its_worker_along_and_the_same_command_continues(tmp_path):
+    import subprocess
+    import time
+
+    from filelock import FileLock
+
+    from conftest import tiny_rows, write_inter
+
+    # enough users that an epoch takes a noticeable moment, so the kill lands mid-model
+    path = write_inter(tmp_path / "data", "tiny", tiny_rows(n_users=1000, n_items=300, max_len=20))
+    out = tmp_path / "r"
+    args = argv(path, out, "LRURec", "--epochs", "8", "--stopping_step", "8", quick=False)
+    printed = open(tmp_path / "harness.txt", "w")
+    harness = subprocess.Popen([sys.executable, "-m", "recbole_lru.compare", *args], cwd=tmp_path,
+                               stdout=printed, stderr=subprocess.STDOUT)
+    progress = out / "tiny" / ".work" / "LRURec" / "progress.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and harness.poll() is None:
+            if progress.is_file() and len(json.loads(progress.read_text())["epoch_seconds"]) >= 2:
+                break
+            time.sleep(0.2)
+        assert harness.poll() is None, (tmp_path / "harness.txt").read_text()[-2000:]
+        assert progress.is_file(), "no epoch finished in time"
+    finally:
+        harness.kill()  # SIGKILL: the harness cannot stop its worker itself
+        harness.wait()
+        printed.close()
+    # the orphaned worker notices and exits (it holds the entry's lock while it runs); without that
+    # it would train on and finish by itself, and the row below would not be a resumed one
+    lock = FileLock(str(progress.parent / ".lock"))
+    lock.acquire(timeout=10)
+    lock.release()
+    assert cli.main(args) == 0  # the same command, here in this process
+    row = _rows(out)["LRURec"]
+    assert row["error"] is None, row["error"]
+    assert row["resumed_at_epochs"] and row["resumed_at_epochs"][0] >= 2
+    assert row["epochs_run"] == 8 and [c["epoch"] for c in row["curve"]] == list(range(8))
