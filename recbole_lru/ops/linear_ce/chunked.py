@@ -12,21 +12,14 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..utils import compute_dtype
+
 __all__ = ["linear_cross_entropy_chunked", "DEFAULT_CHUNK_SIZE"]
 
 # Rows per chunk. A (V, C) fp32 chunk of a 23,716-item catalogue at C=64 is 6 MB: it stays in the
 # last-level cache between the forward GEMM, the in-place softmax and the two gradient GEMMs.
 # Measured with benchmarks/bench_train_step.py (32..256 rows lie within noise of each other).
 DEFAULT_CHUNK_SIZE = 64
-
-
-def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 when given it, otherwise at least float32 (half inputs are upcast)."""
-    dtype = torch.float32
-    for t in tensors:
-        if t is not None:
-            dtype = torch.promote_types(dtype, t.dtype)
-    return dtype
 
 
 def _fused(h, weight, bias, target, ignore_index, chunk_size, need_dh, need_dw, need_db, matmul_dtype):
@@ -88,7 +81,8 @@ def _fused(h, weight, bias, target, ignore_index, chunk_size, need_dh, need_dw, 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, target, ignore_index, chunk_size, matmul_dtype):
-        dtype = _compute_dtype(h, weight, bias)
+        # float64 when given it, else float32 (half inputs upcast)
+        dtype = compute_dtype(*(t.dtype for t in (h, weight, bias) if t is not None))
         needs = ctx.needs_input_grad
         loss, dh, dw, db = _fused(
             h.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), target,
