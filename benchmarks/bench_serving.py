@@ -98,10 +98,10 @@ class RecomputeRecommender:
             t = self.timer.add("encode_history", t)
             scores = hidden @ self.model.item_embedding.weight.t()
             t = self.timer.add("score", t)
-        scores[0, 0] = float("-inf")
-        if exclude_seen:
-            scores[0, torch.from_numpy(seen)] = float("-inf")
-        top = scores.topk(k, dim=1)
+            scores[0, 0] = float("-inf")
+            if exclude_seen:
+                scores[0, torch.from_numpy(seen)] = float("-inf")
+            top = scores.topk(k, dim=1)
         self.timer.add("mask_topk", t)
         return Recommendation([self.bundle.tokens[i] for i in top.indices[0].tolist()], top.values[0].tolist())
 

@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 __all__ = ["Bundle", "BundleError", "SERVABLE_MODELS", "save_bundle", "export_bundle", "load_bundle"]
@@ -169,7 +170,9 @@ def export_bundle(model_file, out_dir, dataset=None, data_path: str | None = Non
     if n_items != len(tokens):
         raise BundleError(f"the checkpoint scores {n_items} item ids but dataset {config['dataset']!r} "
                           f"maps {len(tokens)}: it is not the data this model was trained on")
-    counts = torch.bincount(dataset.inter_feat[item_field].long(), minlength=len(tokens))
+    # inter_feat is a DataFrame until RecBole's data_preparation turns it into tensors
+    ids = torch.as_tensor(np.asarray(dataset.inter_feat[item_field]), dtype=torch.long)
+    counts = torch.bincount(ids, minlength=len(tokens))
     return save_bundle(model_name, config, checkpoint["state_dict"], tokens, counts.tolist(), out_dir)
 
 

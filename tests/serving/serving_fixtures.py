@@ -30,6 +30,7 @@ MODEL_CONFIGS = {
     "LRURec": {"train_mode": "whole_sequence"},
     "LinRec": {"causal": True, "train_mode": "whole_sequence"},
     "SASRec": {},
+    "LinRec-noncausal": {"causal": False},
 }
 
 
@@ -37,7 +38,7 @@ class Trained:
     """A model trained on the tiny dataset: its checkpoint, RecBole config, dataset, test loader
     and trainer (whose ``_full_sort_batch_eval`` is RecBole's evaluation with ``mask_history``)."""
 
-    def __init__(self, model, folder):
+    def __init__(self, key, folder):
         from recbole.config import Config
         from recbole.data import create_dataset, data_preparation
         from recbole.utils import get_model, get_trainer, init_seed
@@ -49,8 +50,9 @@ class Trained:
             "checkpoint_dir": os.path.join(folder, "saved"), "hidden_size": 16, "n_heads": 2,
             "inner_size": 32, "MAX_ITEM_LIST_LENGTH": 10, "seed": 2024, "reproducibility": True,
             "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "Recall@10",
-            "mask_history": True, "train_neg_sample_args": None, **MODEL_CONFIGS[model],
+            "mask_history": True, "train_neg_sample_args": None, **MODEL_CONFIGS[key],
         }
+        model = key.split("-")[0]
         cwd = os.getcwd()
         os.chdir(folder)  # RecBole writes log/ into the working directory
         try:
@@ -89,8 +91,9 @@ class Trained:
 
 
 @functools.lru_cache(maxsize=None)
-def trained(model: str) -> Trained:
-    return Trained(model, tempfile.mkdtemp(prefix=f"{model}_", dir=_ROOT))
+def trained(key: str) -> Trained:
+    """``key``: a model name, or ``LinRec-noncausal``."""
+    return Trained(key, tempfile.mkdtemp(prefix=f"{key}_", dir=_ROOT))
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,93 @@
+"""Bundles: exported from real RecBole checkpoints, loaded with neither pickle nor the training data,
+refused for models without an O(1) step, and checked against tampering."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from serving_fixtures import REPO, bundle_dir, trained
+
+from recbole_lru.serving import BundleError, export_bundle, load_bundle
+
+
+@pytest.mark.parametrize("model", ["LRURec", "LinRec"])
+def test_bundle_loads_without_pickle_and_predicts_as_trained(model, monkeypatch):
+    t = trained(model)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("loading a bundle must not unpickle anything")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    bundle = load_bundle(bundle_dir(model))
+    assert bundle.model_name == model and bundle.tokens == list(t.dataset.field2id_token["item_id"])
+    assert bundle.popularity[0] == 0 and sum(bundle.popularity) == len(t.dataset.inter_feat)
+    batch = next(iter(t.test_data))[0]
+    t.net.eval()
+    with torch.no_grad():
+        assert torch.equal(bundle.model.full_sort_predict(batch), t.net.full_sort_predict(batch))
+
+
+def test_export_rebuilds_the_catalogue_from_the_checkpoint_config(tmp_path):
+    t = trained("LRURec")
+    out = export_bundle(t.model_file, tmp_path / "b")  # no dataset given: RecBole rebuilds it
+    with open(os.path.join(out, "items.json")) as fh:
+        assert json.load(fh) == load_bundle(bundle_dir("LRURec")).tokens
+    a, b = load_file(os.path.join(out, "weights.safetensors")), load_file(os.path.join(bundle_dir("LRURec"), "weights.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_export_command_line(tmp_path):
+    t = trained("LRURec")
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "recbole_lru.export", "--model_file", t.model_file,
+                           "--out", str(tmp_path / "cli")], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert load_bundle(tmp_path / "cli").tokens == load_bundle(bundle_dir("LRURec")).tokens
+    sas = trained("SASRec")
+    done = subprocess.run([sys.executable, "-m", "recbole_lru.export", "--model_file", sas.model_file,
+                           "--out", str(tmp_path / "sas")], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "SASRec cannot be served" in done.stderr
+    assert not (tmp_path / "sas").exists()
+
+
+@pytest.mark.parametrize("key, message", [("SASRec", "SASRec cannot be served: streaming serving needs"),
+                                          ("LinRec-noncausal", "LinRec cannot be served with causal: False")])
+def test_export_refuses_models_without_step(key, message, tmp_path):
+    with pytest.raises(BundleError, match=message):
+        export_bundle(trained(key).model_file, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_bundles_are_refused(tmp_path):
+    src = bundle_dir("LRURec")
+
+    def copy(name):
+        dst = tmp_path / name
+        shutil.copytree(src, dst)
+        return dst
+
+    missing = copy("missing")
+    os.remove(missing / "items.json")
+    with pytest.raises(BundleError, match="missing items.json"):
+        load_bundle(missing)
+    tampered = copy("tampered")
+    data = bytearray((tampered / "weights.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tampered / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum"):
+        load_bundle(tampered)
+    short = copy("short")
+    (short / "items.json").write_text(json.dumps(load_bundle(src).tokens[:-1]))
+    with pytest.raises(BundleError, match="n_items"):
+        load_bundle(short)
+    with pytest.raises(FileNotFoundError):
+        export_bundle(tmp_path / "nope.pth", tmp_path / "x")
