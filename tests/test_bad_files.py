@@ -10,7 +10,7 @@ import zipfile
 import pytest
 import torch
 
-from recbole_lru.checkpoint import load_checkpoint
+from recbole_lru.checkpoint import CheckpointError, load_checkpoint
 from recbole_lru.cli import main
 from recbole_lru.compat import clean_stale_temp_files, save_checkpoint
 from recbole_lru.quick_start import parse_overrides
@@ -306,3 +306,36 @@ def test_recbole_sequential_test_variants_train_or_say_why(model, variant, base,
         _one_line(capsys, argv, f"Invalid {model} config", "train_neg_sample_args")
         argv.append("--train_neg_sample_args={distribution: uniform, sample_num: 1}")
     assert main(argv) == 0, capsys.readouterr().err[-1500:]
+
+
+def test_recbole_model_checkpoints_load_resume_and_evaluate(tmp_path):
+    """A RecBole model's checkpoint, written by RecBole's trainer (through the plugin's writer) and
+    by RecBole without the plugin (protocol 4), loads, resumes and evaluates through RecBole's Trainer."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer
+
+    data_path = write_inter(tmp_path / "data", "tiny", tiny_rows())
+    cfg = {**parse_overrides(SMALL + ["--load_col={inter: [user_id, item_id, timestamp]}"]), "data_path": data_path,
+           "checkpoint_dir": str(tmp_path / "saved"), "train_neg_sample_args": None}
+    config = Config(model="SASRec", dataset="tiny", config_dict=cfg)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    trainer = get_trainer(config["MODEL_TYPE"], "SASRec")(config, get_model("SASRec")(config, train._dataset))
+    trainer._save_checkpoint(0, verbose=False)
+    state = load_checkpoint(trainer.saved_model_file)
+    assert type(state["config"]).__name__ == "Config" and state["config"].model_class is get_model("SASRec")
+    torch.save(state, tmp_path / "p4.pth", pickle_protocol=4)
+    for path in (trainer.saved_model_file, str(tmp_path / "p4.pth")):
+        trainer.resume_checkpoint(path)
+        assert trainer.start_epoch == 1
+        assert 0.0 <= trainer.evaluate(test, load_best_model=True, model_file=path)["ndcg@10"] <= 1.0
+
+
+def test_convert_a_trusted_legacy_checkpoint(tmp_path):
+    from recbole_lru.compat import convert_checkpoint
+
+    torch.save({"epoch": 3, "w": torch.ones(2)}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="legacy"):
+        load_checkpoint(tmp_path / "old.pth")
+    convert_checkpoint(tmp_path / "old.pth", tmp_path / "new.pth")
+    assert load_checkpoint(tmp_path / "new.pth")["epoch"] == 3
