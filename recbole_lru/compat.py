@@ -12,12 +12,16 @@ only adds what is missing; none changes how RecBole's own models compute.
   from the file, and RecBole's ``Config.__init__`` evaluates strings) is safe. RecBole's trainer
   and quick-start read checkpoints through :func:`load_checkpoint`
   (:mod:`recbole_lru.checkpoint`), which never calls anything a file names: every allowed name
-  is an inert stand-in, and real objects are rebuilt afterwards from checked plain values. Its
-  docstring gives the reasoning, name by name; ``tests/test_checkpoint_attacks.py`` the attacks.
+  is an inert stand-in, and real objects are rebuilt afterwards from checked plain values. The
+  reasoning why no allow-listed name can run code is in ``recbole_lru/checkpoint/__init__.py``
+  (the module docstring, item by item); the attacks are in ``tests/test_checkpoint_attacks.py``
+  and ``tests/test_checkpoint_paths.py``.
 * ``no_anomaly_mode``: RecBole switches autograd anomaly detection on at import (a debugging aid
   left on in ``sine.py``), which slows every model's backward; it is switched off again.
 * ``atomic_saves``: RecBole's trainer writes checkpoints through :func:`save_checkpoint`, a
-  temporary file renamed into place, so a crash mid-save never leaves a truncated best model.
+  temporary file renamed into place, so a crash mid-save never leaves a truncated best model; the
+  first save in a folder removes the temporary files of writers that were killed (SIGKILL runs no
+  cleanup), see :func:`clean_stale_temp_files`.
 """
 from __future__ import annotations
 

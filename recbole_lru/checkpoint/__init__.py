@@ -13,19 +13,22 @@ the file's choosing. Each name it knows maps to one of this module's *stand-ins*
 ``_GLOBALS``); every other name is refused (:class:`UnsafeCheckpointError`). Why no stand-in can
 run code:
 
-* A stand-in callable (``_Call``) is one of the functions below: each checks that its arguments
-  are plain values of the expected types and shapes and returns a *record* (``_Rec``) holding them,
-  or a plain value (``bytes``, a ``set``) built from checked plain values. Only two build real
-  objects during unpickling: ``torch.device`` from a checked device string, and tensors, built by
-  ``Tensor.set_`` on bytes read from the archive with bounds checked by torch. No callable a
-  file names is ever called; model classes, the YAML loader and RecBole's Config are references
-  or records, never called.
+* A stand-in callable (``_Call``, in :mod:`.unpickler`) runs one of that module's functions: each
+  checks that its arguments are plain values of the expected types and shapes and returns a
+  *record* (``_Rec``) holding them, or a plain value (``bytes``, a ``set``) built from checked
+  plain values. Real objects built during unpickling are only ``torch.device`` from a checked
+  device string and tensors (and ``nn.Parameter`` around one), built with ``Tensor.set_`` on bytes
+  read from the archive (torch checks the bounds). Model classes and the YAML loader become
+  references that refuse to be called; RecBole's ``Config`` becomes a record (its stand-in type
+  refuses arguments, so ``Config.__init__`` is never reached). Nothing the file names is called.
 * Records, stand-in callables and stand-in types refuse attribute assignment (``__setattr__``,
   ``__slots__`` and a metaclass that forbids setting class attributes), so BUILD with slot state
   cannot plant an attribute on them or on a class; a record accepts BUILD state (or SETITEMS)
   only where a real checkpoint has one (Config, OrderedDict, dtype, ndarray), and only stores it.
   Tensors stay inside records during unpickling, so BUILD never reaches ``Tensor.__setstate__``.
-* Persistent ids name archive entries only (``data/<key>``, a zip member, never a path).
+* Persistent ids name archive entries only (``data/<key>`` with an alphanumeric key: a zip member,
+  never a path). The archive is read with zipfile, never with ``torch.load``, so a TorchScript
+  archive (whose loading runs TorchScript ``__setstate__`` code) or the legacy format is refused.
 * After unpickling, :func:`_materialize` turns records into real objects from validated plain
   values: tensors, numpy scalars/arrays of numeric dtypes, enum members looked up by value,
   ``OrderedDict`` and a RecBole ``Config`` assembled attribute by attribute without running its
