@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from . import catalog, compat, validation
 
-__all__ = ["Patch", "GlobalFlag", "patch", "original", "applied", "apply_all", "undo_all",
+__all__ = ["Patch", "GlobalFlag", "patch", "undo", "original", "applied", "apply_all", "undo_all",
            "run_recboles", "RecBoleVersionWarning", "check_recbole_version"]
 
 _MISSING = object()  # "the attribute did not exist": undo deletes it again
@@ -90,13 +90,22 @@ def _set(owner, name, value) -> None:
         setattr(owner, name, value)
 
 
-def patch(owner, name: str, value, why: str) -> None:
+def patch(owner, name: str, value, why: str) -> Patch:
     """Set ``owner.name = value`` (an item for a dict, the setting for a GlobalFlag), recording the
-    original and ``why`` (the RecBole behaviour or issue it answers) for :func:`undo_all`."""
+    original and ``why`` (the RecBole behaviour or issue it answers) for :func:`undo_all`.
+    Returns the record, which :func:`undo` takes to undo this one patch early."""
     if any(p.owner is owner and p.name == name for p in _APPLIED):
         raise RuntimeError(f"{owner!r}.{name} is patched already")
-    _APPLIED.append(Patch(owner, name, _get(owner, name), value, why))
+    record = Patch(owner, name, _get(owner, name), value, why)
+    _APPLIED.append(record)
     _set(owner, name, value)
+    return record
+
+
+def undo(record: Patch) -> None:
+    """Undo one patch, e.g. one that an entry point applies only for the length of a run."""
+    _APPLIED.remove(record)
+    _set(record.owner, record.name, record.original)
 
 
 def original(owner, name: str):

@@ -85,13 +85,15 @@ def test_patch_helper_records_missing_and_present_attributes():
     flag = patches.GlobalFlag("a flag", lambda: flag_state["on"], lambda v: flag_state.update(on=v))
     n = len(patches.applied())
     try:
-        patches.patch(holder, "kept", 2, why="replaces an attribute that exists")
+        kept = patches.patch(holder, "kept", 2, why="replaces an attribute that exists")
         patches.patch(holder, "added", 3, why="adds an attribute that did not exist")
         patches.patch(flag, "enabled", False, why="flips a process-wide flag")
         assert (holder.kept, holder.added, flag_state["on"]) == (2, 3, False)
         assert patches.original(holder, "kept") == 1
         with pytest.raises(RuntimeError, match="patched already"):
             patches.patch(holder, "kept", 4, why="twice")
+        patches.undo(kept)  # one patch alone, out of order
+        assert holder.kept == 1 and patches.original(holder, "added") is patches._MISSING
     finally:
         patches._undo_after(n)  # only the three records added here
     assert holder.kept == 1 and not hasattr(holder, "added") and flag_state["on"] is True
