@@ -33,13 +33,13 @@ def _same_training(a, b):
     assert [c["seconds"] for c in a["curve"]] == sorted(c["seconds"] for c in a["curve"])  # one clock, continued
 
 
-@pytest.fixture
-def reference(tmp_path):
-    """The uninterrupted run."""
-    path = tiny_path(tmp_path)
-    out = tmp_path / "reference"
-    assert cli.main(_args(path, out, "--in_process")) == 0
-    return path, _rows(out)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run (once for the module: each test compares its own run with it)."""
+    folder = tmp_path_factory.mktemp("reference")
+    path = tiny_path(folder)
+    assert cli.main(_args(path, folder / "out", "--in_process")) == 0
+    return path, _rows(folder / "out")
 
 
 def test_ctrl_c_after_the_first_epoch_then_the_same_command(tmp_path, monkeypatch, reference):
