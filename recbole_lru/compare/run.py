@@ -20,7 +20,7 @@ from . import data as _data
 from . import runner
 from .entries import DEFAULT_MODELS, apply_model_configs, parse_models, safe_name
 from .optim import LEARNERS, check_like_for_like, resolve_optimization
-from .summary import is_done, make_row, update_summary
+from .summary import is_done, make_row, optimization_differs, update_summary
 
 __all__ = ["compare", "DEFAULT_OUT"]
 
@@ -161,7 +161,8 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
     subset = None
     try:
         data_dir = source_dir
-        todo = [e for e in entries if force or not is_done(summary["models"].get(e.name), e, protocol)]
+        todo = [e for e in entries
+                if force or not is_done(summary["models"].get(e.name), e, protocol, optimization.get(e.name))]
         if quick and todo and any(e.error is None for e in todo):
             if source_dir is None:
                 raise FileNotFoundError(f"--quick needs the dataset file on disk: no {dataset}.inter found "
@@ -185,6 +186,10 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
             if force:
                 shutil.rmtree(work, ignore_errors=True)
             t0 = time.perf_counter()
+            old = summary["models"].get(entry.name)
+            changed = old and not old.get("error") and optimization_differs(old, optimization.get(entry.name) or {})
+            if changed and not force:
+                log(f"{tag}: its row was optimised differently ({changed}): training it again")
             if entry.error:
                 result = {"error": entry.error}
             else:

@@ -17,7 +17,8 @@ from filelock import FileLock
 
 from ..provenance import atomic_write_json, json_safe
 
-__all__ = ["METRIC_KEYS", "load_summary", "protocol_key", "is_done", "empty_row", "make_row", "update_summary"]
+__all__ = ["METRIC_KEYS", "load_summary", "protocol_key", "is_done", "optimization_differs", "empty_row", "make_row",
+           "update_summary"]
 
 METRIC_KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "mrr@20"]
 # keys of the protocol that describe where things are, not how models are compared
@@ -54,14 +55,33 @@ def load_summary(path: str, dataset: str) -> dict:
     return {"dataset": dataset, "protocol": {}, "models": {}, "runs": []}
 
 
-def is_done(row: dict | None, entry, protocol: dict) -> bool:
-    """A finished row of ``entry`` under ``protocol`` with the same per-entry overrides."""
+def is_done(row: dict | None, entry, protocol: dict, optimization: dict | None = None) -> bool:
+    """A finished row of ``entry`` under ``protocol`` with the same per-entry overrides and, when
+    ``optimization`` is given, optimised as this run would (a model's YAML defaults may have
+    changed since the row was made: SASRecWS moved from adam to the LRURec paper's AdamW)."""
     return (
         bool(row)
         and not row.get("error")
         and protocol_key(row.get("protocol")) == protocol_key(protocol)
         and row.get("overrides", {}) == json_safe(entry.overrides)
+        and (optimization is None or not optimization_differs(row, optimization))
     )
+
+
+def optimization_differs(row: dict, optimization: dict) -> str | None:
+    """How a row's optimisation differs from ``optimization`` (e.g. ``optimizer adam -> adamw``),
+    or None when it is the same or the row does not say."""
+    from .optim import optimization_of_row
+
+    had = optimization_of_row(row)
+    if not had:
+        return None
+    keys = ["optimizer", "learning_rate", "weight_decay", "decay", "clip_grad_norm"]
+    if had.get("decay_params") is not None:  # rows from before the record do not know it
+        keys.append("decay_params")
+    changes = [f"{k} {had.get(k)!r} -> {optimization.get(k)!r}" for k in keys
+               if json_safe(had.get(k)) != json_safe(optimization.get(k))]
+    return ", ".join(changes) or None
 
 
 def empty_row(entry) -> dict:

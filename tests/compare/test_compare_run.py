@@ -219,3 +219,22 @@ def test_time_budget_stops_at_an_epoch_boundary_and_tests_best_weights(tmp_path)
     assert row["epochs_to_best"] == 1
     assert all(isinstance(row[part][k], float) for part in ("test", "best_valid") for k in METRIC_KEYS)
     assert "time budget" in (out / "tiny" / "summary.md").read_text()
+
+
+def test_a_row_optimised_differently_from_this_run_is_trained_again(tmp_path, monkeypatch, no_plots, capsys):
+    calls = []
+    monkeypatch.setattr(run.runner, "run_worker", lambda entry, *a, **k: calls.append(entry.name) or fake_result())
+    path, out = tiny_path(tmp_path), tmp_path / "r"
+    assert cli.main(argv(path, out, "SASRecWS,GRU4Rec", quick=False)) == 0
+    file = out / "tiny" / "summary.json"
+    summary = json.loads(file.read_text())
+    # SASRecWS's row as an older harness made it, when its YAML still said adam: no record, only its config
+    row = summary["models"]["SASRecWS"]
+    del row["optimization"]
+    row["config"] = {"learner": "adam", "learning_rate": 0.001, "weight_decay": 0.01, "clip_grad_norm": None}
+    file.write_text(json.dumps(summary))
+    capsys.readouterr()
+    assert cli.main(argv(path, out, "SASRecWS,GRU4Rec", quick=False)) == 0
+    assert calls == ["SASRecWS", "GRU4Rec", "SASRecWS"]
+    assert "optimizer 'adam' -> 'adamw'" in capsys.readouterr().out
+    assert json.loads(file.read_text())["models"]["SASRecWS"]["optimization"]["optimizer"] == "adamw"
