@@ -87,23 +87,48 @@ class RecomputeRecommender:
     def observe(self, user, item):
         return self.observe_many(user, [item])
 
+    def observe_batch(self, events):
+        """One interaction per distinct user (what the benchmark sends), one commit."""
+        users = [u for u, _ in events]
+        while True:
+            t = time.perf_counter()
+            records = self.store.load(users)
+            t = self.timer.add("store_load", t)
+            updates = []
+            for (user, item), rec in zip(events, records):
+                v = 0 if rec is None else rec.version
+                ids = np.asarray([self.bundle.token2id[str(item)]], dtype=np.int32)
+                updates.append(Update(user, v, v + 1, b"", ids.tobytes()))
+            ok = self.store.commit(updates)
+            self.timer.add("store_commit", t)
+            if ok:
+                return {u.user: u.new_version for u in updates}
+
     def recommend(self, user, k=10, exclude_seen=True):
+        return self.recommend_batch([user], k=k, exclude_seen=exclude_seen)[0]
+
+    def recommend_batch(self, users, k=10, exclude_seen=True):
         t = time.perf_counter()
-        rec = self.store.load([user])[0]
+        records = self.store.load(users)
         t = self.timer.add("store_load", t)
-        seen = np.frombuffer(rec.seen, dtype=np.int32).astype(np.int64) if rec else np.zeros(0, np.int64)
-        window = torch.from_numpy(seen[-self.max_len:].copy()).view(1, -1)
+        seen = [np.frombuffer(r.seen, dtype=np.int32).astype(np.int64) for r in records]
+        lens = torch.tensor([min(len(s), self.max_len) for s in seen])
+        window = torch.zeros(len(users), int(lens.max()), dtype=torch.long)  # right-padded, as RecBole
+        for row, s in enumerate(seen):
+            window[row, : lens[row]] = torch.from_numpy(s[-self.max_len:])
         with torch.inference_mode():
-            hidden = self.model.forward(window, torch.tensor([window.shape[1]]))
+            hidden = self.model.forward(window, lens)
             t = self.timer.add("encode_history", t)
             scores = hidden @ self.model.item_embedding.weight.t()
             t = self.timer.add("score", t)
-            scores[0, 0] = float("-inf")
+            scores[:, 0] = float("-inf")
             if exclude_seen:
-                scores[0, torch.from_numpy(seen)] = float("-inf")
+                rows = torch.from_numpy(np.repeat(np.arange(len(users)), [len(s) for s in seen]))
+                scores[rows, torch.from_numpy(np.concatenate(seen))] = float("-inf")
             top = scores.topk(k, dim=1)
         self.timer.add("mask_topk", t)
-        return Recommendation([self.bundle.tokens[i] for i in top.indices[0].tolist()], top.values[0].tolist())
+        return [Recommendation([self.bundle.tokens[i] for i in idx], vals)
+                for idx, vals in zip(top.indices.tolist(), top.values.tolist())]
 
     def history(self, user):
         rec = self.store.load([user])[0]
@@ -184,6 +209,35 @@ def run_in_process(bundle, cells, requests: int, budget_s: float) -> tuple[list,
         floor_lat.append(time.perf_counter() - t)
         if time.perf_counter() - start > budget_s:
             break
+    return _rows(cells, lat), summary(floor_lat)
+
+
+def run_batched(bundle, cells, batch: int, requests: int, budget_s: float) -> list:
+    """Each call: ``batch`` users' new interactions (one batched step) and their top-10 (one scoring
+    matmul); latency per call, throughput in interactions (users) per second."""
+    rng = np.random.default_rng(3)
+    lat = {name: [] for name in cells}
+    for c in cells.values():
+        c["rec"].timer.reset()
+    start = time.perf_counter()
+    for i in range(requests):
+        users = [f"user{u}" for u in range(batch)]
+        items = [bundle.tokens[int(j)] for j in rng.integers(1, N_ITEMS + 1, batch)]
+        for name, c in cells.items():
+            t = time.perf_counter()
+            c["rec"].observe_batch(list(zip(users, items)))
+            c["rec"].recommend_batch(users, k=10)
+            lat[name].append(time.perf_counter() - t)
+        if time.perf_counter() - start > budget_s:
+            break
+    rows = _rows(cells, lat)
+    for r in rows:
+        r["batch"] = batch
+        r["interactions_per_s"] *= batch
+    return rows
+
+
+def _rows(cells, lat) -> list:
     rows = []
     for name, c in cells.items():
         row = {k: c[k] for k in ("model", "history", "store")} | summary(lat[name])
@@ -191,7 +245,7 @@ def run_in_process(bundle, cells, requests: int, budget_s: float) -> tuple[list,
         row["breakdown_ms_per_request"] = {k: 1e3 * v / len(lat[name]) for k, v in timer.seconds.items()}
         row["breakdown_ms_per_request"]["other"] = row["mean_ms"] - sum(row["breakdown_ms_per_request"].values())
         rows.append(row)
-    return rows, summary(floor_lat)
+    return rows
 
 
 def serve_worker(folder: str, redis_url: str | None, port: int) -> None:
@@ -250,16 +304,16 @@ def machine() -> dict:
             "load_average_1_5_15": list(os.getloadavg())}
 
 
-def ratios(in_process, http, floor) -> dict:
+def ratios(in_process, batched, http, floor) -> dict:
     def cell(rows, model, h, store="sqlite-normal", clients=None):
         return next(r for r in rows if r["model"] == model and r["history"] == h and r["store"] == store
                     and (clients is None or r.get("clients") == clients))
 
-    out = {"in_process": {}, "http": {}}
-    for rows, key in ((in_process, "in_process"), (http, "http")):
+    out = {"in_process": {}, "in_process_batched": {}, "http": {}}
+    for rows, key in ((in_process, "in_process"), (batched, "in_process_batched"), (http, "http")):
         if not rows:
             continue
-        clients = None if key == "in_process" else max(r["clients"] for r in rows)
+        clients = max(r["clients"] for r in rows) if key == "http" else None
         lru = {h: cell(rows, "LRURec", h, clients=clients) for h in HISTORIES}
         sas = {h: cell(rows, "SASRec", h, clients=clients) for h in HISTORIES}
         out[key] = {
@@ -279,13 +333,13 @@ def plot(result, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key, style in (("in_process", "-o"), ("http", "--s")):
+    for key, style in (("in_process", "-o"), ("in_process_batched", ":^"), ("http", "--s")):
         rows = [r for r in result[key] if r["store"] == "sqlite-normal"]
         if key == "http":
             rows = [r for r in rows if r["clients"] == max(x["clients"] for x in rows)]
         for model in ("LRURec", "SASRec"):
             mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["history"])
-            label = f"{model} ({key.replace('_', '-')})"
+            label = f"{model} ({key.replace('_', '-')}{', per call' if key == 'in_process_batched' else ''})"
             axes[0].plot([r["history"] for r in mine], [r["p50_ms"] for r in mine], style, label=label)
             axes[1].plot([r["history"] for r in mine], [r["interactions_per_s"] for r in mine], style, label=label)
     axes[0].axhline(result["floor_step_topk"]["p50_ms"], color="grey", lw=0.8, label="bare step()+top-k")
@@ -306,6 +360,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results/serving.json")
     parser.add_argument("--requests", type=int, default=300, help="in-process requests per cell")
     parser.add_argument("--budget_s", type=float, default=240.0, help="time cap of the in-process loop")
+    parser.add_argument("--batch", type=int, default=USERS, help="users per call in the batched cells")
+    parser.add_argument("--batch_requests", type=int, default=40, help="batched calls per cell")
     parser.add_argument("--http_requests", type=int, default=150, help="HTTP request pairs per cell")
     parser.add_argument("--http_budget_s", type=float, default=30.0, help="time cap per HTTP cell")
     parser.add_argument("--clients", type=int, default=4)
@@ -331,9 +387,11 @@ def main(argv=None) -> int:
     bundle, cells = build_cells(folder, args.redis, preload=True)
     print("in-process (interleaved) ...", flush=True)
     result["in_process"], result["floor_step_topk"] = run_in_process(bundle, cells, args.requests, args.budget_s)
-    for r in result["in_process"]:
-        print(f"  {r['model']:7s} h={r['history']:5d} {r['store']:13s} p50 {r['p50_ms']:8.2f} ms "
-              f"p99 {r['p99_ms']:8.2f} ms  {r['interactions_per_s']:8.1f}/s", flush=True)
+    normal = {n: c for n, c in cells.items() if c["store"] == "sqlite-normal"}
+    result["in_process_batched"] = run_batched(bundle, normal, args.batch, args.batch_requests, args.budget_s)
+    for r in result["in_process"] + result["in_process_batched"]:
+        print(f"  {r['model']:7s} h={r['history']:5d} {r['store']:13s} batch {r.get('batch', 1):3d} p50 "
+              f"{r['p50_ms']:8.2f} ms p99 {r['p99_ms']:8.2f} ms  {r['interactions_per_s']:8.1f}/s", flush=True)
 
     # HTTP: one server process for every cell, started on the stores preloaded above
     with __import__("socket").socket() as s:
@@ -362,7 +420,8 @@ def main(argv=None) -> int:
     finally:
         server.terminate()
         server.wait()
-    result["ratios"] = ratios(result["in_process"], result["http"], result["floor_step_topk"])
+    result["ratios"] = ratios(result["in_process"], result["in_process_batched"], result["http"],
+                              result["floor_step_topk"])
     result["machine_after"] = machine()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
