@@ -8,6 +8,7 @@ import zipfile
 
 import torch
 
+
 class _Refused(Exception):
     """Raised inside the unpickler; becomes an UnsafeCheckpointError naming the file."""
 
@@ -40,19 +41,19 @@ class _Rec(metaclass=_Frozen):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
-        raise _Refused(f"sets the attribute {name!r} on a {self.kind}")
+        raise _Refused(f"sets the attribute {name!r} on a stand-in ({self.kind})")
 
     def __setstate__(self, state):
         if self.kind not in self._BUILDS or self.state is not None:
-            raise _Refused(f"gives state to a {self.kind}")
+            raise _Refused(f"gives a state to a stand-in ({self.kind}) that takes none")
         object.__setattr__(self, "state", state)
 
     def __call__(self, *args, **kwargs):
-        raise _Refused(f"calls a {self.kind} reference as a function")
+        raise _Refused(f"calls a stand-in ({self.kind}) as a function")
 
     def __setitem__(self, key, value):
         if self.kind != "odict":
-            raise _Refused(f"sets an item on a {self.kind}")
+            raise _Refused(f"sets an item on a stand-in ({self.kind})")
         self.items.append((key, value))
 
 
@@ -243,7 +244,7 @@ class _Unpickler(pickle.Unpickler):
             itemsize = torch.empty(0, dtype=dtype).element_size()
             if len(data) != numel * itemsize:
                 raise _Damaged(f"holds a tensor storage of {len(data)} bytes where {numel * itemsize} "
-                                      f"were recorded: the file is damaged")
+                               f"were recorded: the file is damaged")
             raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
             self._storages[key] = (raw.untyped_storage(), dtype)
         untyped, stored_dtype = self._storages[key]
