@@ -22,7 +22,6 @@ clock, so time-to-best means the same with and without resumption.
 """
 from __future__ import annotations
 
-import os
 import time
 
 from recbole.trainer import Trainer

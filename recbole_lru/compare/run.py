@@ -187,7 +187,8 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
                 shutil.rmtree(work, ignore_errors=True)
             t0 = time.perf_counter()
             old = summary["models"].get(entry.name)
-            changed = old and not old.get("error") and optimization_differs(old, optimization.get(entry.name) or {})
+            now = optimization.get(entry.name)
+            changed = now and old and not old.get("error") and optimization_differs(old, now)
             if changed and not force:
                 log(f"{tag}: its row was optimised differently ({changed}): training it again")
             if entry.error:
