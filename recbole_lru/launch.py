@@ -51,8 +51,10 @@ def launch(fn, args=(), nproc: int = 2, timeout: float | None = None) -> list:
     """Run ``fn(local_rank, *args)`` in ``nproc`` new processes; returns their results by rank.
 
     ``fn`` must be importable by name (module level). When a process fails the others are
-    stopped and its exception is raised here (the lowest rank's when several fail alike); past
-    ``timeout`` seconds every process is stopped and TimeoutError is raised.
+    stopped and the first exception to arrive is raised here (the others are often only a lost
+    connection to the failed process); past ``timeout`` seconds every process is stopped and
+    TimeoutError is raised. On Ctrl-C the processes (which got the signal too) have a few seconds
+    to report, so that the KeyboardInterrupt raised here names their checkpoint to resume from.
     """
     import torch.multiprocessing as mp
     from torch.multiprocessing.spawn import ProcessException
@@ -60,12 +62,15 @@ def launch(fn, args=(), nproc: int = 2, timeout: float | None = None) -> list:
     results = mp.get_context("spawn").SimpleQueue()
     context = mp.start_processes(_child, args=(fn, tuple(args), nproc, results), nprocs=nproc,
                                  join=False, start_method="spawn")
-    got, deadline, failure = {}, None if timeout is None else time.monotonic() + timeout, None
+    got, errors, failure = {}, [], None
+    deadline = None if timeout is None else time.monotonic() + timeout
 
     def drain():
         while not results.empty():
             rank, status, value = results.get()
-            got[rank] = (status, value)
+            got[rank] = value
+            if status == "error":
+                errors.append(value)
 
     try:
         while True:
@@ -78,15 +83,21 @@ def launch(fn, args=(), nproc: int = 2, timeout: float | None = None) -> list:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{nproc} processes did not finish within {timeout:g} s; they were stopped.")
+    except KeyboardInterrupt:
+        wait_until = time.monotonic() + 10
+        while time.monotonic() < wait_until and any(p.is_alive() for p in context.processes):
+            drain()
+            time.sleep(0.2)
+        drain()
+        raise next((e for e in errors if isinstance(e, KeyboardInterrupt)), KeyboardInterrupt()) from None
     finally:
         for p in context.processes:
             if p.is_alive():
                 p.terminate()
             p.join(5)
     drain()
-    errors = sorted((rank, v) for rank, (s, v) in got.items() if s == "error")
     if errors:
-        raise errors[0][1]
+        raise errors[0]
     if failure is not None:
         raise RuntimeError(f"a training process died without a Python error ({failure}).")
-    return [got.get(rank, ("ok", None))[1] for rank in range(nproc)]
+    return [got.get(rank) for rank in range(nproc)]

@@ -147,3 +147,20 @@ def test_rank0_writes_the_files_and_two_machines_resume(tmp_path):
     assert os.listdir(tmp_path / "saved") == [saved[0]]  # training completed: -last removed
     logs = sorted(glob.glob("log/LRURec/*.log"))
     assert len(logs) == 2 and "Resume training from epoch 1" in open(logs[-1]).read()
+
+
+def _fail_on_rank1(local_rank, port):
+    import datetime
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=local_rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}",
+                            timeout=datetime.timedelta(seconds=60))
+    if local_rank == 1:
+        raise ValueError("bad data in process 1")
+    dist.barrier()  # rank 0 waits for a process that is gone
+
+
+def test_one_failing_process_ends_the_run_with_its_own_error():
+    with pytest.raises(ValueError, match="bad data in process 1"):
+        D.launch(_fail_on_rank1, (D.free_port(),), nproc=2, timeout=90)
