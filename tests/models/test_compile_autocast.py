@@ -6,6 +6,7 @@ from conftest import build_model
 from test_lrurec import _batch
 
 
+@pytest.mark.slow  # torch.compile's first trace
 @pytest.mark.parametrize("name,extra", [("LRURec", {}), ("LinRec", {"causal": True})])
 def test_compiled_forward_equals_eager(name, extra):
     torch.manual_seed(0)

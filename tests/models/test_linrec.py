@@ -66,6 +66,7 @@ def test_finite_grads_with_all_padding_row():
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
 
 
+@pytest.mark.slow
 def test_learns_synthetic_task_whole_sequence():
     torch.manual_seed(0)
     n_items, L = 25, 12

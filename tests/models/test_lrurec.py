@@ -150,6 +150,7 @@ def train_and_recall_synthetic(m, opt, n_items, L, epochs=30):
         return (top10 == test[:, L:L + 1]).any(1).float().mean().item()
 
 
+@pytest.mark.slow
 def test_learns_synthetic_task_whole_sequence():
     torch.manual_seed(0)
     n_items, L = 25, 12
