@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python benchmarks/bench_ddp.py --dataset ml-100k --epochs 5 2>&1 | grep -v Warning | tee results/ddp/ml-100k.log
-python benchmarks/bench_ddp.py --dataset amazon-video-games --data_path ../shared/datasets --epochs 2 \
+python benchmarks/bench_ddp.py --dataset amazon-video-games --data_path ../shared/datasets --epochs 1 --skip_one_thread \
   2>&1 | grep -v Warning | tee results/ddp/amazon-video-games.log
