@@ -44,6 +44,23 @@ def test_commit_is_compare_and_set_all_or_nothing(store_kind, tmp_path):
         store.close()
 
 
+def test_long_histories_append_in_order(store_kind, tmp_path):
+    # appends of several sizes across SQLite's 256-id chunks: the seen list is their concatenation
+    store = open_store(store_url(store_kind, tmp_path))
+    store.attach("ns")
+    try:
+        expected, version = [], 0
+        for size in (1, 255, 1, 300, 256, 7):
+            ids = list(range(len(expected) + 1, len(expected) + size + 1))
+            assert store.commit([Update("long", version, version + size, b"s", ids_bytes(*ids))])
+            expected += ids
+            version += size
+            assert store.load(["long"])[0] == type(store.load(["long"])[0])(version, b"s", ids_bytes(*expected))
+    finally:
+        store.clear()
+        store.close()
+
+
 def test_models_do_not_share_states(store_kind, tmp_path):
     url = store_url(store_kind, tmp_path)
     store = open_store(url)

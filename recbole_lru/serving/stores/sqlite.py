@@ -1,5 +1,8 @@
 """The embedded default store: one SQLite file, one row per user.
 
+Layout: ``users`` holds one row per user (version, packed state, number of seen items) and
+``seen`` the user's item ids in chunks of 256.
+
 Durability: the file runs in WAL mode, and ``commit`` returns only after SQLite's COMMIT, so an
 acknowledged interaction survives a crash of the process (kill -9). ``synchronous=full`` (the
 default) also fsyncs the log on every commit, so it survives a power loss too; ``normal`` skips
@@ -26,12 +29,19 @@ from .base import StateStore, StoredUser, StoreError, Update
 
 __all__ = ["SQLiteStore"]
 
+# Rowid tables: a user's row (about 2.3 kB for LRURec at d=64) fits in its B-tree page, which a
+# WITHOUT ROWID table would spill to overflow pages. Seen items live in chunks of _CHUNK ids, so an
+# append rewrites at most one chunk: the cost of a write does not grow with the history.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
-    user TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL, seen BLOB NOT NULL
-) WITHOUT ROWID;
+    user TEXT PRIMARY KEY, version INTEGER NOT NULL, state BLOB NOT NULL, n_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    user TEXT NOT NULL, chunk INTEGER NOT NULL, items BLOB NOT NULL, PRIMARY KEY (user, chunk)
+);
 """
+_CHUNK = 256  # item ids (int32) per row of ``seen``
 _MAX_PARAMS = 900  # below SQLite's default limit of host parameters per statement
 
 
@@ -101,9 +111,13 @@ class SQLiteStore(StateStore):
             for i in range(0, len(unique), _MAX_PARAMS):
                 part = unique[i:i + _MAX_PARAMS]
                 marks = ",".join("?" * len(part))
-                for user, version, state, seen in conn.execute(
-                        f"SELECT user, version, state, seen FROM users WHERE user IN ({marks})", part):
-                    found[user] = StoredUser(version, bytes(state), bytes(seen))
+                rows = conn.execute(f"SELECT user, version, state FROM users WHERE user IN ({marks})", part).fetchall()
+                chunks = {}
+                for user, items in conn.execute(
+                        f"SELECT user, items FROM seen WHERE user IN ({marks}) ORDER BY user, chunk", part):
+                    chunks.setdefault(user, []).append(bytes(items))
+                for user, version, state in rows:
+                    found[user] = StoredUser(version, bytes(state), b"".join(chunks.get(user, ())))
         finally:
             conn.execute("COMMIT")
         return [found.get(u) for u in users]
@@ -120,7 +134,11 @@ class SQLiteStore(StateStore):
 
     def clear(self) -> None:
         with self._write_lock:
-            self._writer_conn.execute("DELETE FROM users")
+            conn = self._writer_conn
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM users")
+            conn.execute("DELETE FROM seen")
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         if self._queue is not None:
@@ -138,27 +156,41 @@ class SQLiteStore(StateStore):
         try:
             results = []
             for updates in groups:
-                seen = {}
+                counts = {}
                 ok = True
                 for u in updates:
-                    row = conn.execute("SELECT version, seen FROM users WHERE user = ?", (u.user,)).fetchone()
-                    version = 0 if row is None else row[0]
-                    if version != u.expected_version:
+                    row = conn.execute("SELECT version, n_seen FROM users WHERE user = ?", (u.user,)).fetchone()
+                    if (0 if row is None else row[0]) != u.expected_version:
                         ok = False
                         break
-                    seen[u.user] = b"" if row is None else bytes(row[1])
+                    counts[u.user] = 0 if row is None else row[1]
                 if ok:
-                    conn.executemany(
-                        "INSERT INTO users (user, version, state, seen) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT(user) DO UPDATE SET version = excluded.version, state = excluded.state, "
-                        "seen = excluded.seen",
-                        [(u.user, u.new_version, u.state, seen[u.user] + u.seen_suffix) for u in updates])
+                    for u in updates:
+                        self._write(conn, u, counts[u.user])
                 results.append(ok)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return results
+
+    @staticmethod
+    def _write(conn, u: Update, n_seen: int) -> None:
+        added = len(u.seen_suffix) // 4
+        conn.execute(
+            "INSERT INTO users (user, version, state, n_seen) VALUES (?, ?, ?, ?) ON CONFLICT(user) DO UPDATE "
+            "SET version = excluded.version, state = excluded.state, n_seen = excluded.n_seen",
+            (u.user, u.new_version, u.state, n_seen + added))
+        data, pos = u.seen_suffix, n_seen
+        while data:
+            chunk, offset = divmod(pos, _CHUNK)
+            part, data = data[: 4 * (_CHUNK - offset)], data[4 * (_CHUNK - offset):]
+            if offset:  # top up the user's last, partly filled chunk
+                (old,) = conn.execute("SELECT items FROM seen WHERE user = ? AND chunk = ?", (u.user, chunk)).fetchone()
+                conn.execute("UPDATE seen SET items = ? WHERE user = ? AND chunk = ?", (bytes(old) + part, u.user, chunk))
+            else:
+                conn.execute("INSERT INTO seen (user, chunk, items) VALUES (?, ?, ?)", (u.user, chunk, part))
+            pos += len(part) // 4
 
     def _writer_loop(self) -> None:
         import time
