@@ -269,9 +269,10 @@ def evaluate(trainer, eval_data, load_best_model=True, model_file=None, show_pro
     if load_best_model:
         checkpoint_file = model_file or trainer.saved_model_file
         if dist.get_rank() == 0:  # the only process that wrote it
-            checkpoint = _load(checkpoint_file, trainer.device)
-            trainer.model.load_state_dict(checkpoint["state_dict"])
-            trainer.model.load_other_parameter(checkpoint.get("other_parameter"))
+            from .checkpoint import load_weights
+            from .compat import load_checkpoint
+
+            load_weights(trainer.model, load_checkpoint(checkpoint_file, map_location=trainer.device), checkpoint_file)
             trainer.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         for tensor in trainer.model.state_dict().values():
             dist.broadcast(tensor, src=0)
@@ -291,12 +292,6 @@ def evaluate(trainer, eval_data, load_best_model=True, model_file=None, show_pro
     result = trainer.evaluator.evaluate(struct)
     trainer.wandblogger.log_eval_metrics(result, head="eval")
     return result
-
-
-def _load(path, device):
-    from .compat import load_checkpoint
-
-    return load_checkpoint(path, map_location=device)
 
 
 # --------------------------------------------------------------------------------------------
