@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from . import catalog, compat, validation
 
-__all__ = ["Patch", "GlobalFlag", "patch", "undo", "original", "applied", "apply_all", "undo_all",
+__all__ = ["Patch", "GlobalFlag", "patch", "undo", "original", "applied", "apply_all", "is_applied", "undo_all",
            "run_recboles", "RecBoleVersionWarning", "check_recbole_version"]
 
 _MISSING = object()  # "the attribute did not exist": undo deletes it again
@@ -65,6 +65,7 @@ class Patch:
 
 
 _APPLIED: list[Patch] = []
+_ALL_APPLIED = False  # apply_all() ran (patch() may also be used on its own, e.g. by an entry point)
 
 
 def _get(owner, name):
@@ -123,7 +124,9 @@ def applied() -> list[Patch]:
 
 def undo_all() -> None:
     """Restore every original, last patch first."""
+    global _ALL_APPLIED
     _undo_after(0)
+    _ALL_APPLIED = False
 
 
 def _undo_after(count: int) -> None:
@@ -359,10 +362,12 @@ def _patch_anomaly_mode() -> None:
 
 
 def apply_all() -> None:
-    """Apply every patch once (a second call does nothing)."""
-    if _APPLIED:
+    """Apply every patch once (a second call does nothing until :func:`undo_all`)."""
+    global _ALL_APPLIED
+    if _ALL_APPLIED:
         return
     check_recbole_version()
+    count = len(_APPLIED)
     try:
         _import_recbole()
         _patch_models()
@@ -370,5 +375,11 @@ def apply_all() -> None:
         _patch_checkpoints_and_data()
         _patch_anomaly_mode()
     except BaseException:
-        undo_all()  # never leave RecBole half patched
+        _undo_after(count)  # never leave RecBole half patched
         raise
+    _ALL_APPLIED = True
+
+
+def is_applied() -> bool:
+    """True between :func:`apply_all` and :func:`undo_all`."""
+    return _ALL_APPLIED

@@ -46,4 +46,4 @@ def unregister() -> None:
 
 
 def is_registered() -> bool:
-    return bool(patches.applied())
+    return patches.is_applied()

@@ -74,7 +74,7 @@ def test_every_patch_says_why_and_register_is_idempotent():
     targets = [p.target for p in records]
     assert len(targets) == len(set(targets))
     recbole_lru.register()
-    assert patches.applied() == records
+    assert patches.applied() == records and recbole_lru.registry.is_registered()
     assert "recbole.trainer.trainer.Trainer._full_sort_batch_eval" in targets
     assert "recbole.config.configurator.Config._load_internal_config_dict" in targets
 
