@@ -184,6 +184,17 @@ def summary(latencies_s: list[float], wall_s: float | None = None) -> dict:
     return out
 
 
+def _shuffled(cells, rng) -> list:
+    # a new order each round: no cell always runs right after a heavy one (on a busy machine the
+    # scheduler makes a process pay for the CPU it just used)
+    names = list(cells)
+    return [names[i] for i in rng.permutation(len(names))]
+
+
+def _settle() -> None:
+    time.sleep(0.002)  # each request starts as a server's does: after waiting for it
+
+
 def run_in_process(bundle, cells, requests: int, budget_s: float) -> tuple[list, dict]:
     rng = np.random.default_rng(1)
     lat = {name: [] for name in cells}
@@ -197,16 +208,18 @@ def run_in_process(bundle, cells, requests: int, budget_s: float) -> tuple[list,
     for i in range(requests):
         user = f"user{i % USERS}"
         item = bundle.tokens[int(rng.integers(1, N_ITEMS + 1))]
-        for name, c in cells.items():
+        for name in _shuffled(cells, rng) + ["floor"]:
+            _settle()
             t = time.perf_counter()
-            c["rec"].observe(user, item)
-            c["rec"].recommend(user, k=10)
+            if name == "floor":
+                with torch.inference_mode():
+                    scores, floor_state = model.step(torch.tensor([bundle.token2id[item]]), floor_state)
+                    scores.topk(10)
+                floor_lat.append(time.perf_counter() - t)
+                continue
+            cells[name]["rec"].observe(user, item)
+            cells[name]["rec"].recommend(user, k=10)
             lat[name].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        with torch.inference_mode():
-            scores, floor_state = model.step(torch.tensor([bundle.token2id[item]]), floor_state)
-            scores.topk(10)
-        floor_lat.append(time.perf_counter() - t)
         if time.perf_counter() - start > budget_s:
             break
     return _rows(cells, lat), summary(floor_lat)
@@ -223,7 +236,9 @@ def run_batched(bundle, cells, batch: int, requests: int, budget_s: float) -> li
     for i in range(requests):
         users = [f"user{u}" for u in range(batch)]
         items = [bundle.tokens[int(j)] for j in rng.integers(1, N_ITEMS + 1, batch)]
-        for name, c in cells.items():
+        for name in _shuffled(cells, rng):
+            c = cells[name]
+            _settle()
             t = time.perf_counter()
             c["rec"].observe_batch(list(zip(users, items)))
             c["rec"].recommend_batch(users, k=10)
@@ -263,7 +278,9 @@ def serve_worker(folder: str, redis_url: str | None, port: int) -> None:
     uvicorn.run(root, host="127.0.0.1", port=port, log_level="warning")
 
 
-def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: float, names) -> list:
+def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: float, names, batch: int = 1) -> list:
+    """Each client: POST interactions then GET recommendations, or with ``batch`` > 1 the batch
+    routes for ``batch`` users of its own (clients * batch <= USERS)."""
     import httpx
 
     rows = []
@@ -274,27 +291,37 @@ def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: fl
         counter = iter(range(requests))
         deadline = time.perf_counter() + budget_s
 
-        def client():
+        def client(w):
+            mine = [f"user{w * batch + j}" for j in range(batch)]
             with httpx.Client(base_url=f"http://127.0.0.1:{port}/{name}", timeout=120) as http:
                 for i in counter:
                     if time.perf_counter() > deadline:
                         return
-                    user = f"user{i % USERS}"
                     t = time.perf_counter()
-                    assert http.post(f"/users/{user}/interactions", json={"items": [items[i]]}).status_code == 200
-                    assert http.get(f"/users/{user}/recommendations", params={"k": 10}).status_code == 200
+                    if batch == 1:
+                        user = f"user{i % USERS}"
+                        r = http.post(f"/users/{user}/interactions", json={"items": [items[i]]})
+                        assert r.status_code == 200, r.text
+                        r = http.get(f"/users/{user}/recommendations", params={"k": 10})
+                    else:
+                        events = [{"user": u, "item": items[(i + j) % requests]} for j, u in enumerate(mine)]
+                        assert http.post("/batch/interactions", json={"events": events}).status_code == 200
+                        r = http.post("/batch/recommendations", json={"users": mine, "k": 10})
+                    assert r.status_code == 200, r.text
                     with lock:
                         lat.append(time.perf_counter() - t)
 
-        threads = [threading.Thread(target=client) for _ in range(clients)]
+        threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
-        rows.append({k: c[k] for k in ("model", "history", "store")} | {"clients": clients} | summary(lat, wall))
-        print(f"  http {name} x{clients}: {rows[-1]['p50_ms']:.2f} ms p50", flush=True)
+        row = {k: c[k] for k in ("model", "history", "store")} | {"clients": clients, "batch": batch} | summary(lat, wall)
+        row["interactions_per_s"] *= batch
+        rows.append(row)
+        print(f"  http {name} x{clients} batch {batch}: {row['p50_ms']:.2f} ms p50", flush=True)
     return rows
 
 
@@ -304,16 +331,18 @@ def machine() -> dict:
             "load_average_1_5_15": list(os.getloadavg())}
 
 
-def ratios(in_process, batched, http, floor) -> dict:
+def ratios(in_process, batched, http, http_batched, floor) -> dict:
     def cell(rows, model, h, store="sqlite-normal", clients=None):
-        return next(r for r in rows if r["model"] == model and r["history"] == h and r["store"] == store
-                    and (clients is None or r.get("clients") == clients))
+        # each list holds one batch size; HTTP lists are matched on their largest client count
+        return next(r for r in rows if (r["model"], r["history"], r["store"]) == (model, h, store)
+                    and (clients is None or r["clients"] == clients))
 
-    out = {"in_process": {}, "in_process_batched": {}, "http": {}}
-    for rows, key in ((in_process, "in_process"), (batched, "in_process_batched"), (http, "http")):
+    out = {"in_process": {}, "in_process_batched": {}, "http": {}, "http_batched": {}}
+    for rows, key in ((in_process, "in_process"), (batched, "in_process_batched"), (http, "http"),
+                      (http_batched, "http_batched")):
         if not rows:
             continue
-        clients = max(r["clients"] for r in rows) if key == "http" else None
+        clients = max(r["clients"] for r in rows) if key.startswith("http") else None
         lru = {h: cell(rows, "LRURec", h, clients=clients) for h in HISTORIES}
         sas = {h: cell(rows, "SASRec", h, clients=clients) for h in HISTORIES}
         out[key] = {
@@ -417,11 +446,13 @@ def main(argv=None) -> int:
         result["http"] = run_http(cells, bundle.tokens, port, args.clients, args.http_requests, args.http_budget_s, names)
         result["http"] += run_http(cells, bundle.tokens, port, 1, args.http_requests, args.http_budget_s,
                                    ["LRURec-200-sqlite-normal", "SASRec-200-sqlite-normal"])
+        result["http_batched"] = run_http(cells, bundle.tokens, port, args.clients, args.http_requests // 4,
+                                          args.http_budget_s, names, batch=USERS // args.clients)
     finally:
         server.terminate()
         server.wait()
     result["ratios"] = ratios(result["in_process"], result["in_process_batched"], result["http"],
-                              result["floor_step_topk"])
+                              result["http_batched"], result["floor_step_topk"])
     result["machine_after"] = machine()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
