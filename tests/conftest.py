@@ -2,6 +2,7 @@
 log_tensorboard/ into the working directory) and tiny synthetic datasets in RecBole's format."""
 import os
 import random
+import sys
 
 # Triton's interpreter runs kernels on CPU tensors; it must be chosen before triton is imported.
 try:
@@ -17,6 +18,8 @@ import pytest
 import recbole_lru  # noqa: F401  (registers the models)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # benchmarks.common, shared with the benchmarks
+    sys.path.insert(0, REPO)
 SHARED_DATASETS = os.path.abspath(os.path.join(REPO, "..", "shared", "datasets"))
 
 
@@ -72,37 +75,12 @@ def tiny_data(tmp_path):
     }
 
 
-class FakeDataset:
-    """What SequentialRecommender.__init__ reads from a dataset: the item count."""
-
-    def __init__(self, n_items):
-        self.n_items = n_items
-
-    def num(self, field):
-        return self.n_items
-
-
-class FakeConfig(dict):
-    """A dict that answers None for missing keys, as RecBole's Config does."""
-
-    def __getitem__(self, key):
-        return self.get(key)
-
-
 def build_model(name, n_items=40, **overrides):
-    """A plugin model built without a dataset on disk (for op-level and model-level tests)."""
-    import yaml
+    """A model as RecBole's pipeline builds it (real Config, the model's YAML, a generated catalogue of
+    ``n_items`` ids counting the padding 0), small by default: the builder the benchmarks share."""
+    from benchmarks.common import build_model as _build
 
-    from recbole_lru.registry import find_yaml, MODELS
-    import importlib
-
-    config = FakeConfig(yaml.safe_load(open(find_yaml("model", name))))
-    config.update({
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX": "_list",
-        "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_", "MAX_ITEM_LIST_LENGTH": 20,
-        "device": "cpu", "hidden_size": 16, "n_heads": 2, "inner_size": 32,
-        "layer_norm_eps": float(config.get("layer_norm_eps") or 1e-12),
-    })
+    config = {"MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 16, "n_heads": 2, "inner_size": 32}
     config.update(overrides)
-    cls = getattr(importlib.import_module(MODELS[name]), name)
-    return cls(config, FakeDataset(n_items))
+    model, _ = _build(name, n_items, **config)
+    return model
