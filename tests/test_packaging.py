@@ -50,3 +50,28 @@ def test_wheel_holds_the_package_and_its_yaml(tmp_path):
         assert f"{rel}/__init__.py" in names, rel
     data = {n.split("/data/share/recbole-lru/", 1)[1] for n in names if "/data/share/recbole-lru/" in n}
     assert sorted(data) == _property_files()
+
+
+def test_installed_yaml_is_found_from_the_distribution_files(tmp_path, monkeypatch):
+    """A regular install: the YAML lies in <prefix>/share/recbole-lru/properties, which the
+    installed distribution's file list points to (relative to site-packages)."""
+    import importlib.metadata
+    import pathlib
+
+    from recbole_lru import catalog
+
+    site = tmp_path / "lib" / "site-packages"
+    share = tmp_path / "share" / "recbole-lru" / "properties" / "model"
+    share.mkdir(parents=True)
+    site.mkdir(parents=True)
+    (share / "LRURec.yaml").write_text("r_min: 0.8\n")
+
+    class File(pathlib.PurePosixPath):
+        def locate(self):
+            return site / self
+
+    class Dist:
+        files = [File("recbole_lru/__init__.py"), File("../../share/recbole-lru/properties/model/LRURec.yaml")]
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Dist())
+    assert catalog._installed_properties() == [(tmp_path / "share" / "recbole-lru" / "properties").resolve()]
