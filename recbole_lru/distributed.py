@@ -22,6 +22,7 @@ weighs each rank by its number of batches. This module provides:
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 
@@ -191,6 +192,18 @@ def from_main(obj, config):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def single_process_config(config):
+    """``config`` as one process has it (what checkpoints store), so that a checkpoint written
+    under DDP loads with ``load_data_and_model`` or ``--resume`` without a process group."""
+    if config["single_spec"]:
+        return config
+    view = copy.copy(config)
+    view.final_config_dict = {k: v for k, v in config.final_config_dict.items()
+                              if k not in ("nproc", "world_size", "ip", "port", "offset", "dist_backend")}
+    view.final_config_dict.update(single_spec=True, local_rank=0)
+    return view
 
 
 def barrier(config) -> None:

@@ -159,7 +159,11 @@ class SequentialTrainer(Trainer):
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         # RecBole lets the first process of every machine write; one writer is enough (see evaluate)
         if distributed.is_main(self.config):
-            super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
+            config, self.config = self.config, distributed.single_process_config(self.config)
+            try:  # the file loads in one process too
+                super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
+            finally:
+                self.config = config
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -199,7 +203,7 @@ class SequentialTrainer(Trainer):
     def _save_last_checkpoint(self, epoch: int) -> None:
         state = {
             "kind": LAST_KIND,
-            "config": self.config,
+            "config": distributed.single_process_config(self.config),
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),

@@ -126,6 +126,13 @@ def test_rank0_writes_the_files_and_two_machines_resume(tmp_path):
     assert len(saved) == 2 and saved[1].endswith("-last.pth"), saved  # one best, one resumable
     assert len(glob.glob("log/LRURec/*.log")) == 1 and len(os.listdir("log_tensorboard")) == 1
     last = str(tmp_path / "saved" / saved[1])
+    # the best checkpoint loads in one process, and its weights give the same test metrics there
+    from recbole.quick_start import load_data_and_model
+    from recbole.utils import get_trainer
+
+    config, model, _, _, _, test = load_data_and_model(str(tmp_path / "saved" / saved[0]))
+    single = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert dict(single.evaluate(test, load_best_model=False)) == dict(first["test_result"])
 
     # two process groups on 127.0.0.1 form one world of 2, as two machines would
     port, results, errors = str(D.free_port()), [None, None], []
@@ -146,7 +153,8 @@ def test_rank0_writes_the_files_and_two_machines_resume(tmp_path):
     assert results[0]["test_result"] == results[1]["test_result"]
     assert os.listdir(tmp_path / "saved") == [saved[0]]  # training completed: -last removed
     logs = sorted(glob.glob("log/LRURec/*.log"))
-    assert len(logs) == 2 and "Resume training from epoch 1" in open(logs[-1]).read()
+    # the first run's, the single-process check's and the resumed run's (rank 0 only)
+    assert len(logs) == 3 and "Resume training from epoch 1" in open(logs[-1]).read()
 
 
 def _fail_on_rank1(local_rank, port):
