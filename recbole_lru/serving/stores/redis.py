@@ -62,7 +62,7 @@ class RedisStore(StateStore):
         for u in users:
             pipe.hmget(self._key(u), "v", "st", "seen")
         out = []
-        for version, state, seen in pipe.execute():
+        for version, state, seen in self._call(pipe.execute):
             out.append(None if version is None else StoredUser(int(version), state, seen or b""))
         return out
 
@@ -72,7 +72,15 @@ class RedisStore(StateStore):
         args = []
         for u in updates:
             args += [str(u.expected_version), str(u.new_version), u.state, u.seen_suffix]
-        return bool(self._cas(keys=[self._key(u.user) for u in updates], args=args))
+        return bool(self._call(self._cas, keys=[self._key(u.user) for u in updates], args=args))
+
+    def _call(self, fn, *args, **kwargs):
+        import redis
+
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as err:  # the HTTP service answers 503 for a StoreError
+            raise StoreError(f"Redis at {self.url} failed: {err}") from None
 
     def clear(self) -> None:
         pattern = self._key("*")

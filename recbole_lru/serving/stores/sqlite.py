@@ -125,12 +125,15 @@ class SQLiteStore(StateStore):
     def commit(self, updates: Sequence[Update]) -> bool:
         if not updates:
             return True
-        if self._queue is None:
-            with self._write_lock:
-                return self._transaction([updates])[0]
-        done: Future = Future()
-        self._queue.put((updates, done))
-        return done.result()
+        try:
+            if self._queue is None:
+                with self._write_lock:
+                    return self._transaction([updates])[0]
+            done: Future = Future()
+            self._queue.put((updates, done))
+            return done.result()
+        except sqlite3.OperationalError as err:  # locked past busy_timeout, disk full, ...
+            raise StoreError(f"SQLite store {self.path} could not commit: {err}") from None
 
     def clear(self) -> None:
         with self._write_lock:
