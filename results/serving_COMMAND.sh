@@ -5,6 +5,6 @@
 # Machine: shared 2-core CPU, torch 2.13 CPU, one torch thread, heavily loaded by other jobs (the
 # load average before and after is in the JSON): absolute times are noisy, read the ratios.
 OMP_NUM_THREADS=1 python benchmarks/bench_serving.py --out results/serving.json --redis redis://127.0.0.1:6399/0
-# The run recorded here wrote to a scratch folder (--out /tmp/.../serving.json) and its two files were
-# copied to results/; code at the commit that added them (the baseline class has since moved, unchanged,
-# from the script to recbole_lru/serving/recompute.py).
+# The run recorded here wrote to a scratch folder (--out /tmp/.../serving.json); its two files were
+# copied to results/. It ran benchmarks/bench_serving.py as of commit 701e951; the next commit moved the
+# SASRec baseline class, unchanged, from the script into recbole_lru/serving/recompute.py.
