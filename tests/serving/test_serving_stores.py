@@ -210,3 +210,41 @@ def test_sqlite_acknowledged_writes_are_in_the_file(group_commit_ms, tmp_path):
         assert before["shared"][0] == 20 and all(before[f"user{w}"][0] == 5 for w in range(4))
     finally:
         reopened.close()
+
+
+def test_an_unreachable_store_is_a_503(tmp_path):
+    # a Redis server of our own, stopped under a running service: a JSON 503 naming the store
+    import shutil
+    import subprocess
+
+    from fastapi.testclient import TestClient
+    from serving_fixtures import free_port
+
+    from recbole_lru.serving.app import create_app
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import redis
+
+        for _ in range(100):
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                threading.Event().wait(0.05)
+        rec = Recommender(load_bundle(bundle_dir("LRURec")), store=f"redis://127.0.0.1:{port}/0")
+        client = TestClient(create_app(rec))
+        item = rec.bundle.tokens[1]
+        assert client.post("/users/u/interactions", json={"items": [item]}).status_code == 200
+    finally:
+        proc.kill()
+        proc.wait()
+    r = client.get("/users/u/recommendations")
+    assert r.status_code == 503 and f"Redis at redis://127.0.0.1:{port}/0 failed" in r.json()["detail"]
+    r = client.post("/users/u/interactions", json={"items": [item]})
+    assert r.status_code == 503
