@@ -91,3 +91,14 @@ def test_damaged_bundles_are_refused(tmp_path):
         load_bundle(short)
     with pytest.raises(FileNotFoundError):
         export_bundle(tmp_path / "nope.pth", tmp_path / "x")
+
+
+def test_export_reads_moved_training_data_from_data_path(tmp_path):
+    t = trained("LRURec")
+    moved = tmp_path / "moved"
+    shutil.copytree(os.path.join(t.folder, "data"), moved)
+    out = export_bundle(t.model_file, tmp_path / "b", data_path=str(moved))
+    assert load_bundle(out).tokens == load_bundle(bundle_dir("LRURec")).tokens
+    with pytest.raises(FileNotFoundError, match="no file .*empty/tiny/tiny.inter"):  # names where it looked
+        export_bundle(t.model_file, tmp_path / "c", data_path=str(tmp_path / "empty"))
+    assert not (tmp_path / "c").exists()
