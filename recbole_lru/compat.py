@@ -1,7 +1,8 @@
 """Named shims that let RecBole 1.2.1 run on numpy 2, torch >= 2.6 and pandas 2.
 
-Everything here is applied once, by :func:`apply` (``import recbole_lru`` calls it). Each shim
-only adds what is missing; none changes how RecBole's own models compute.
+``import recbole_lru`` applies them through :mod:`recbole_lru.patches`, which records each change
+and undoes it in ``recbole_lru.unregister()``. Each shim only adds what is missing; none changes
+how RecBole's own models compute.
 
 * ``numpy_aliases``: RecBole's ``Config.compatibility_settings`` reads ``np.float_``,
   ``np.complex_`` and ``np.unicode_``, its metrics ``np.float``, ray 2.6 ``np.bool8``; numpy 2
@@ -16,8 +17,6 @@ only adds what is missing; none changes how RecBole's own models compute.
   reasoning why no allow-listed name can run code is in ``recbole_lru/checkpoint/__init__.py``
   (the module docstring, item by item); the attacks are in ``tests/test_checkpoint_attacks.py``
   and ``tests/test_checkpoint_paths.py``.
-* ``no_anomaly_mode``: RecBole switches autograd anomaly detection on at import (a debugging aid
-  left on in ``sine.py``), which slows every model's backward; it is switched off again.
 * ``atomic_saves``: RecBole's trainer writes checkpoints through :func:`save_checkpoint`, a
   temporary file renamed into place, so a crash mid-save never leaves a truncated best model; the
   first save in a folder removes the temporary files of writers that were killed (SIGKILL runs no
@@ -30,7 +29,6 @@ import re
 import tempfile
 import time
 import types
-import warnings
 
 import numpy as np
 import torch
@@ -38,7 +36,6 @@ import torch
 from .checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 __all__ = [
-    "apply",
     "load_checkpoint",
     "save_checkpoint",
     "atomic_write",
@@ -46,12 +43,8 @@ __all__ = [
     "CheckpointError",
     "convert_checkpoint",
     "clean_stale_temp_files",
-    "checkpoint_safe_globals",
     "keep_freed_memory",
 ]
-
-_APPLIED = False
-
 
 # --------------------------------------------------------------------------------------------
 # numpy 2
@@ -86,41 +79,6 @@ def numpy_aliases() -> None:
 # --------------------------------------------------------------------------------------------
 # Checkpoints (the loader and the reasoning why nothing in a file runs: recbole_lru/checkpoint/)
 # --------------------------------------------------------------------------------------------
-def checkpoint_safe_globals() -> list:
-    """RecBole's checkpoint types, for code that still hands a checkpoint to ``torch.load``.
-
-    Nothing in this package loads through torch's weights-only unpickler any more (it *calls* each
-    of these names with arguments from the file; :mod:`recbole_lru.checkpoint` never does). Only a
-    caller that checked the file with :func:`load_checkpoint` first should use this list.
-    """
-    import yaml
-    from recbole.config.configurator import Config
-    from recbole.utils.enum_type import EvaluatorType, FeatureSource, FeatureType, InputType, ModelType
-
-    numpy_types = [np.dtype, np._core.multiarray.scalar] + [
-        type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)
-    ]
-    return [Config, ModelType, InputType, EvaluatorType, FeatureSource, FeatureType, yaml.FullLoader,
-            *numpy_types, *_model_classes()]
-
-
-def _model_classes() -> list:
-    """Every model class a Config can name (it stores ``model_class``): RecBole's and the plugin's."""
-    import importlib
-
-    from recbole.model.abstract_recommender import AbstractRecommender
-
-    classes = set()
-    for kind in ("general_recommender", "context_aware_recommender", "sequential_recommender",
-                 "knowledge_aware_recommender", "exlib_recommender"):
-        try:
-            pkg = importlib.import_module(f"recbole.model.{kind}")
-        except ImportError:  # exlib models need lightgbm/xgboost
-            continue
-        classes.update(v for v in vars(pkg).values() if isinstance(v, type) and issubclass(v, AbstractRecommender))
-    return sorted(classes, key=lambda c: (c.__module__, c.__name__))
-
-
 def convert_checkpoint(src, dst=None) -> str:
     """Rewrite a *trusted* checkpoint that :func:`load_checkpoint` cannot read (torch's legacy
     pre-1.6 format) as a current one.
@@ -252,19 +210,6 @@ def safe_checkpoints() -> None:
     quick_start.torch = proxy
 
 
-def no_anomaly_mode() -> None:
-    """Undo RecBole 1.2.1's ``torch.autograd.set_detect_anomaly(True)``.
-
-    ``recbole/model/sequential_recommender/sine.py`` switches autograd anomaly detection on for the
-    whole process when the sequential models are imported (which every RecBole run does). Anomaly
-    mode checks every backward output for NaN and records a stack per op: about a fifth of a
-    training step of every model. Call after RecBole's model packages are imported.
-    """
-    import recbole.model.sequential_recommender  # noqa: F401  (the import that turns it on)
-
-    torch.autograd.set_detect_anomaly(False)
-
-
 def keep_freed_memory() -> bool:
     """Stop glibc from handing large freed buffers back to the OS after every use.
 
@@ -291,18 +236,6 @@ def keep_freed_memory() -> bool:
     limit = 2**31 - 1  # the largest value mallopt takes (an int)
     return bool(mallopt(m_mmap_threshold, limit) and mallopt(m_trim_threshold, limit)
                 and mallopt(m_top_pad, 64 << 20))
-
-
-def apply() -> None:
-    """Apply every shim once. Safe to call repeatedly."""
-    global _APPLIED
-    if _APPLIED:
-        return
-    numpy_aliases()
-    # ray (imported by recbole.quick_start) imports pkg_resources, which warns on every start
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    safe_checkpoints()
-    _APPLIED = True
 
 
 if __name__ == "__main__":  # python -m recbole_lru.compat --convert FILE [OUT]

@@ -242,15 +242,13 @@ def run_recboles(rank, *args):
 
 
 def _wrap_load_data_and_model(original_fn):
-    import torch
-
     @functools.wraps(original_fn)
-    def load_data_and_model(model_file):
-        # Validate with the safe loader first: RecBole's version calls the real torch.load
-        # (a local ``import torch``, which the trainer's stand-in does not reach).
-        compat.load_checkpoint(model_file, map_location="cpu")
-        with torch.serialization.safe_globals(compat.checkpoint_safe_globals()):
-            return original_fn(model_file)
+    def load_data_and_model(model_file, config_dict=None):
+        # RecBole's version unpickles the file with the real torch.load and follows the paths stored
+        # in it; the plugin's reads the checkpoint as data and takes every path from the caller.
+        from .quick_start import load_data_and_model as safe_load_data_and_model
+
+        return safe_load_data_and_model(model_file, config_dict)
 
     return load_data_and_model
 
@@ -334,7 +332,7 @@ def _patch_lookups() -> None:
               "processes spawned by run(nproc>1) import only RecBole, so they would not know the models")
         patch(module, "load_data_and_model", load_data_and_model,
               "torch >= 2.6 loads weights-only and RecBole checkpoints pickle their Config (RecBole #2215); "
-              "the checkpoint is checked against an allow-list instead of unpickled blindly")
+              "the checkpoint is read as data (recbole_lru.checkpoint) and its stored paths are ignored")
     patch(Trainer, "_full_sort_batch_eval", _wrap_full_sort_batch_eval(Trainer._full_sort_batch_eval),
           "mask_history: True removes the user's input items from full ranking (the LRURec paper's "
           "protocol; RecBole masks only item 0); nothing changes unless a config asks for it")

@@ -9,7 +9,6 @@ import re
 import sys
 from logging import getLogger
 
-from . import registry
 
 __all__ = ["run", "run_hyper", "parse_overrides", "load_data_and_model", "check_config_files",
            "CALLER_ONLY_KEYS", "ConfigFileError"]
@@ -91,7 +90,6 @@ def run(model: str, dataset: str, config_file_list=None, config_dict=None, saved
     Returns:
         RecBole's result dict: best_valid_score, best_valid_result, test_result, ...
     """
-    registry.register()
     from recbole.quick_start import run as recbole_run
 
     check_config_files(config_file_list)
@@ -163,7 +161,6 @@ def run_hyper(model: str, dataset: str, params_file: str, config_file_list=None,
     Returns:
         {"best_params": ..., "best_valid_score": ..., "best_test_result": ..., "output_file": ...}
     """
-    registry.register()
     from recbole.quick_start import objective_function
     from recbole.trainer import HyperTuning
 
@@ -233,7 +230,6 @@ def load_data_and_model(model_file, config_dict: dict | None = None):
     Returns:
         config, model, dataset, train_data, valid_data, test_data (as RecBole's).
     """
-    registry.register()
     import torch
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, init_logger, init_seed

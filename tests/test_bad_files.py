@@ -265,6 +265,8 @@ def test_fresh_process_loads_and_evaluates(best, tmp_path):
     """Only import, load and evaluate (no Config is ever constructed, so RecBole's own numpy
     aliases are never set): NDCG reads np.float, which must come from import recbole_lru."""
     data_path = os.path.join(os.path.dirname(os.path.dirname(best)), "data")
+    # RecBole's one-argument name takes data_path from RecBole's default (dataset/), never the file
+    os.symlink(data_path, tmp_path / "dataset")
     code = f"""
 import numpy as np, recbole_lru
 from recbole.quick_start import load_data_and_model as recbole_name

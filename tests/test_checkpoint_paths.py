@@ -239,8 +239,6 @@ def test_load_data_and_model_ignores_stored_paths(trained, tmp_path):
     assert 0.0 <= result["ndcg@10"] <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="recbole.quick_start.load_data_and_model is still RecBole's own function "
-                   "(wrapped in patches.py), which follows the stored paths; recbole_lru.quick_start's does not")
 def test_recbole_name_of_load_data_and_model_ignores_stored_paths(trained, tmp_path):
     from recbole.quick_start import load_data_and_model as recbole_name
 
