@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = _parser().parse_known_args(argv)
     try:
         import recbole_lru  # noqa: F401  (registers the models)
-        from .compat import keep_freed_memory
+        from .compat import keep_freed_memory, quiet_recbole_warnings
         from .quick_start import parse_overrides, run, run_hyper
 
         keep_freed_memory()
+        quiet_recbole_warnings()
 
         overrides = parse_overrides(rest)
         config_files = args.config_files.strip().split(" ") if args.config_files else None

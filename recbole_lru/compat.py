@@ -44,6 +44,7 @@ __all__ = [
     "convert_checkpoint",
     "clean_stale_temp_files",
     "keep_freed_memory",
+    "quiet_recbole_warnings",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -208,6 +209,20 @@ def safe_checkpoints() -> None:
     # load_data_and_model does a local ``import torch``: patches.py replaces the function
     # (the safe one is recbole_lru.quick_start.load_data_and_model).
     quick_start.torch = proxy
+
+
+def quiet_recbole_warnings() -> None:
+    """Hide the FutureWarnings RecBole 1.2.1 itself triggers on every run.
+
+    They come from RecBole's own code, not the user's: ``torch.cuda.amp.GradScaler`` (deprecated in
+    torch 2.4) in its trainer, and pandas' chained-assignment notice for ``fillna(inplace=True)`` in
+    its dataset, which still fills on pandas 2 (the install pins ``pandas<3``, where it would not).
+    Only FutureWarnings attributed to ``recbole.*`` modules are hidden; everything else is shown.
+    The entry points call this; a library import does not change warning filters.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
 
 
 def keep_freed_memory() -> bool:

@@ -89,6 +89,7 @@ def run_model(spec: dict, out: dict) -> None:
     from .optim import DECAY_ALL, DECAY_WEIGHTS_ONLY, optimization_record
 
     compat.keep_freed_memory()  # every model alike: the same allocator settings for all rows
+    compat.quiet_recbole_warnings()
     registry.register()
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_logger, init_seed
