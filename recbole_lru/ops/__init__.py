@@ -15,6 +15,7 @@ and shape, or by the op's environment variable.
 older shared variable ``RECBOLE_LRU_BACKEND`` as a fallback).
 """
 from .linattn import linear_attention
+from .linear_ce import linear_cross_entropy
 from .scan import lru_scan
 
-__all__ = ["lru_scan", "linear_attention"]
+__all__ = ["lru_scan", "linear_attention", "linear_cross_entropy"]
