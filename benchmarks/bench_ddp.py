@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import torch
@@ -91,7 +92,7 @@ def main():
     base = {"dataset": args.dataset, "epochs": args.epochs, "train_batch_size": args.train_batch_size,
             "eval_batch_size": args.eval_batch_size, "mask_history": True, "show_progress": False,
             "stopping_step": args.epochs + 1, "seed": 2020, "reproducibility": True, "dist_timeout": 3600,
-            "checkpoint_dir": os.path.join(args.out, "saved")}
+            "checkpoint_dir": tempfile.mkdtemp(prefix="bench_ddp_")}  # saved=False: stays empty
     if args.data_path:
         base["data_path"] = os.path.abspath(args.data_path)
     print(f"LRURec on {args.dataset}, {args.epochs} epochs, global batch {args.train_batch_size}, "
