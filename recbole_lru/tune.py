@@ -9,7 +9,8 @@ list entry as one Ray Tune trial through RecBole's ``objective_function``, ``cpu
 (``auto`` or ``HOST:PORT``). Every trial imports ``recbole_lru`` in its Ray worker, so the
 plugin's models are found by name there.
 
-Each finished trial is appended, by the driver, to the same JSON-lines file as the hyperopt path
+Each trial writes its checkpoints to ``<checkpoint_dir>/trial-<hash of its parameters>/`` (RecBole's
+file names only carry the second they were made in). Each finished trial is appended, by the driver, to the same JSON-lines file as the hyperopt path
 (:func:`recbole_lru.quick_start.run_hyper`): ``{"params", "best_valid_score",
 "best_valid_result", "test_result"}``. Started again, a search skips every trial whose parameters
 are already in that file, so an interrupted search loses only the trials that were running.
@@ -17,6 +18,7 @@ are already in that file, so an interrupted search loses only the trials that we
 from __future__ import annotations
 
 import ast
+import hashlib
 import itertools
 import json
 import math
@@ -134,6 +136,10 @@ def _trial(config, trials=None, fixed=None, config_file_list=None, cwd=None, thr
         # the GPUs Ray gave this trial (none: CPU), which RecBole would otherwise reset to '0'
         settings["gpu_id"] = os.environ.get("CUDA_VISIBLE_DEVICES", "") if fixed.get("_gpus") else ""
     settings.pop("_gpus", None)
+    # RecBole names checkpoints by the second they were created: trials that start together
+    # would overwrite each other's, and test each other's weights
+    digest = hashlib.sha1(_key(params).encode()).hexdigest()[:10]
+    settings["checkpoint_dir"] = os.path.join(settings.get("checkpoint_dir") or "saved", f"trial-{digest}")
     result = objective_function(settings, config_file_list, saved=True)
     tune.report(recbole_lru_record=json.dumps(trial_record(params, result)))
 
@@ -204,7 +210,8 @@ def _tune(todo, fixed, config_file_list, output_file, ray_address, cpus, gpus, n
             {"cpu": cpus, "gpu": gpus})
         tuner = tune.Tuner(
             trainable, param_space={"trial": tune.grid_search(list(range(len(todo))))},
-            tune_config=tune.TuneConfig(num_samples=1, chdir_to_trial_dir=False),
+            # a fresh worker per trial: RecBole keeps state in globals (logging handlers, seeds)
+            tune_config=tune.TuneConfig(num_samples=1, chdir_to_trial_dir=False, reuse_actors=False),
             run_config=air.RunConfig(name=f"recbole_lru_{os.path.splitext(os.path.basename(output_file))[0]}",
                                      local_dir=os.path.join(os.path.dirname(output_file), "ray_results"),
                                      callbacks=[_append_callback(output_file)], verbose=0))

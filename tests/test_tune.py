@@ -73,7 +73,9 @@ def test_ray_search_runs_trials_in_parallel_and_skips_finished_ones(tiny_data, t
     for r in lines[1:]:
         assert set(r) == {"params", "best_valid_score", "best_valid_result", "test_result"}
         assert 0 <= r["test_result"]["recall@10"] <= 1
-    assert len(os.listdir(tmp_path / "saved")) == 2  # each trial's best checkpoint, in the driver's folder
+    # each trial's best checkpoint, in its own folder under the driver's checkpoint_dir
+    trial_dirs = os.listdir(tmp_path / "saved")
+    assert len(trial_dirs) == 2 and all(len(os.listdir(tmp_path / "saved" / d)) == 1 for d in trial_dirs)
     # Ray's own record of each trial: two worker processes whose running times overlap
     spans = []
     for f in glob.glob(str(tmp_path / "ray_results" / "*" / "*" / "result.json")):

@@ -130,7 +130,8 @@ def test_rank0_writes_the_files_and_two_machines_resume(tmp_path):
     from recbole.quick_start import load_data_and_model
     from recbole.utils import get_trainer
 
-    config, model, _, _, _, test = load_data_and_model(str(tmp_path / "saved" / saved[0]))
+    config, model, _, _, _, test = load_data_and_model(str(tmp_path / "saved" / saved[0]),
+                                                       {"data_path": cfg["data_path"]})
     single = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     assert dict(single.evaluate(test, load_best_model=False)) == dict(first["test_result"])
 
