@@ -34,7 +34,7 @@ from .launch import free_port, launch
 
 __all__ = ["DistributedSetupError", "BACKENDS", "PATCHES", "install", "uninstall", "init_device",
            "choose_backend", "is_distributed", "is_main", "any_rank", "from_main", "shard_batches",
-           "ShardedTrainData", "evaluate", "distributed_config", "launch", "free_port"]
+           "ShardedTrainData", "evaluate", "distributed_config", "launch", "free_port", "patch_owner"]
 
 BACKENDS = ("gloo", "nccl", "mpi")
 
@@ -132,12 +132,12 @@ _ORIGINALS: dict = {}
 def _capture_originals() -> None:
     # at import, before anything installs these replacements: the functions they fall back to
     for path, attr, new, key in PATCHES:
-        current = getattr(_owner(path), attr)
+        current = getattr(patch_owner(path), attr)
         if current is not new:
             _ORIGINALS.setdefault(key, current)
 
 
-def _owner(path: str):
+def patch_owner(path: str):
     import importlib
 
     module, _, cls = path.rpartition(".") if path.endswith("Config") else (path, "", "")
@@ -147,7 +147,7 @@ def _owner(path: str):
 def install() -> None:
     """Apply :data:`PATCHES` (idempotent); the originals are kept for :func:`uninstall`."""
     for path, attr, new, key in PATCHES:
-        owner = _owner(path)
+        owner = patch_owner(path)
         if getattr(owner, attr) is not new:
             _ORIGINALS[key] = getattr(owner, attr)
             setattr(owner, attr, new)
@@ -155,7 +155,7 @@ def install() -> None:
 
 def uninstall() -> None:
     for path, attr, new, key in PATCHES:
-        owner = _owner(path)
+        owner = patch_owner(path)
         if getattr(owner, attr) is new and key in _ORIGINALS:
             setattr(owner, attr, _ORIGINALS[key])
 

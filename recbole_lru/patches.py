@@ -350,6 +350,22 @@ def _patch_checkpoints_and_data() -> None:
            "a malformed atomic file fails deep in pandas: one error naming the file and the fix")
 
 
+_DISTRIBUTED_WHY = {
+    "_init_device": "RecBole hard-codes the NCCL backend and asserts one GPU per process, so run(nproc>1) "
+                    "fails on CPU: the backend follows the device (gloo on CPU, NCCL on GPUs; dist_backend "
+                    "overrides) and too few GPUs get one clear line",
+    "DistributedDataParallel": "RecBole passes device_ids=[local_rank], which DDP refuses for a module on the CPU",
+    "get_tensorboard": "every rank would write its own TensorBoard folder; only rank 0 writes",
+}
+
+
+def _patch_distributed() -> None:
+    from . import distributed  # already imported by the plugin's trainer
+
+    for path, attr, new, _key in distributed.PATCHES:
+        patch(distributed.patch_owner(path), attr, new, _DISTRIBUTED_WHY[attr])
+
+
 def _patch_anomaly_mode() -> None:
     import torch
 
@@ -372,6 +388,7 @@ def apply_all() -> None:
         _patch_lookups()
         _patch_checkpoints_and_data()
         _patch_anomaly_mode()
+        _patch_distributed()
     except BaseException:
         _undo_after(count)  # never leave RecBole half patched
         raise

@@ -82,7 +82,9 @@ def test_run_recbole_and_load(model, tiny_data):
     assert set(result["test_result"]) == {"recall@10", "ndcg@10"}
     files = [f for f in os.listdir(tiny_data["checkpoint_dir"]) if f.startswith(model)]
     assert len(files) == 1
-    config, net, dataset, train, valid, test = load_data_and_model(os.path.join(tiny_data["checkpoint_dir"], files[0]))
+    # a checkpoint's stored data_path is ignored: the caller says where the data is
+    config, net, dataset, train, valid, test = load_data_and_model(os.path.join(tiny_data["checkpoint_dir"], files[0]),
+                                                                   {"data_path": tiny_data["data_path"]})
     assert type(net).__name__ == model and config["model"] == model
 
 

@@ -1,5 +1,5 @@
 """The pieces of multi-process training that need no process group: sharding, backend choice,
-the GPU-count check and the patches' install/uninstall."""
+the GPU-count check and the patches' registration."""
 import numpy as np
 import pytest
 import torch
@@ -74,15 +74,20 @@ def test_machines_that_do_not_fit_the_world_are_refused_before_starting():
         D.run("LRURec", "ml-100k", nproc=2, world_size=2, group_offset=1)
 
 
-def test_install_and_uninstall_restore_recbole():
-    from recbole.config.configurator import Config
+def test_registration_applies_the_patches_and_unregister_restores_recbole():
     import recbole.trainer.trainer as trainer
+    from recbole.config.configurator import Config
 
-    before = (Config._init_device, trainer.DistributedDataParallel, trainer.get_tensorboard)
-    D.install()
+    import recbole_lru
+
+    patched = (D.init_device, D._ddp, D._get_tensorboard)
+    assert (Config._init_device, trainer.DistributedDataParallel, trainer.get_tensorboard) == patched
+    D.install()  # what a launched process calls: idempotent once registered
+    assert (Config._init_device, trainer.DistributedDataParallel, trainer.get_tensorboard) == patched
+    recbole_lru.unregister()
     try:
-        assert Config._init_device is D.init_device and trainer.DistributedDataParallel is D._ddp
-        D.install()  # idempotent
+        originals = (D._ORIGINALS["init_device"], D._ORIGINALS["ddp"], D._ORIGINALS["get_tensorboard"])
+        assert (Config._init_device, trainer.DistributedDataParallel, trainer.get_tensorboard) == originals
     finally:
-        D.uninstall()
-    assert (Config._init_device, trainer.DistributedDataParallel, trainer.get_tensorboard) == before
+        recbole_lru.register()
+    assert (Config._init_device, trainer.DistributedDataParallel, trainer.get_tensorboard) == patched
