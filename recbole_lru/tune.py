@@ -201,7 +201,9 @@ def _tune(todo, fixed, config_file_list, output_file, ray_address, cpus, gpus, n
 
     started = not ray.is_initialized()
     if started:
-        kwargs = {"address": ray_address} if ray_address else {"num_cpus": num_cpus, "include_dashboard": False}
+        # a local runtime stays on the loopback interface: nothing of it is reachable from, or talks to, elsewhere
+        kwargs = ({"address": ray_address} if ray_address else
+                  {"num_cpus": num_cpus, "include_dashboard": False, "_node_ip_address": "127.0.0.1"})
         ray.init(log_to_driver=False, configure_logging=False, runtime_env=_worker_env(), **kwargs)
     try:
         trainable = tune.with_resources(
