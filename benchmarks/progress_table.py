@@ -1,4 +1,5 @@
-"""The validation curves of unfinished harness models, side by side, from their progress records.
+"""Validation curves of harness models side by side: unfinished ones from their progress records,
+finished ones from their summary rows.
 
 A harness model that is still training (or was interrupted) keeps ``progress.json`` in its work
 folder (``<out>/<dataset>/.work/<entry>/``): the validation curve and the epoch times so far. This
@@ -6,7 +7,7 @@ prints them as one Markdown table (epoch by epoch, validation Recall@10 and NDCG
 so far marked) and, for each model, its best epoch so far and mean training seconds per epoch.
 Nothing here is a final result: a model that has not early-stopped may still improve.
 
-    python benchmarks/progress_table.py results/video_fair/in_progress/LRURec/progress.json \
+    python benchmarks/progress_table.py results/video_fair/amazon-video-games/summary.json \
         results/video_fair/in_progress/SASRecWS/progress.json [--out FILE.md]
 """
 from __future__ import annotations
@@ -17,12 +18,15 @@ import os
 import statistics
 
 
-def load(path: str) -> tuple[str, dict]:
+def load(path: str) -> list[tuple[str, dict]]:
+    """A work folder's progress.json (one unfinished model), or a summary.json (its finished rows)."""
     with open(path) as fh:
         record = json.load(fh)
+    if "models" in record:  # finished rows carry the same curve and epoch times
+        return [(name, dict(row, fit_done=True)) for name, row in record["models"].items() if row.get("curve")]
     if "curve" not in record:
-        raise SystemExit(f"{path} is not a harness progress record (it has no 'curve')")
-    return os.path.basename(os.path.dirname(os.path.abspath(path))), record
+        raise SystemExit(f"{path} is neither a harness progress record nor a summary (it has no 'curve')")
+    return [(os.path.basename(os.path.dirname(os.path.abspath(path))), record)]
 
 
 def table(records: list[tuple[str, dict]]) -> str:
@@ -50,10 +54,10 @@ def table(records: list[tuple[str, dict]]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("progress", nargs="+", help="progress.json files of harness work folders")
+    parser.add_argument("progress", nargs="+", help="progress.json files of harness work folders, or summary.json files")
     parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    text = table([load(p) for p in args.progress])
+    text = table([rec for p in args.progress for rec in load(p)])
     print(text, end="")
     if args.out:
         with open(args.out, "w") as fh:
