@@ -12,7 +12,8 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
+
+from .atomic import atomic_write
 
 __all__ = ["machine_info", "git_info", "json_safe", "atomic_write_json", "atomic_write_text"]
 
@@ -120,25 +121,8 @@ def json_safe(obj):
 
 
 def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place, so a reader
-    (or a crash mid-write) never sees a truncated file and no temporary file stays behind."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        umask = os.umask(0)  # mkstemp makes the file 0600: give it the permissions open() would
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``text`` (UTF-8) atomically to ``path`` (see :func:`recbole_lru.atomic.atomic_write`)."""
+    atomic_write(path, lambda fh: fh.write(text), binary=False)
 
 
 def atomic_write_json(path, obj) -> None:
