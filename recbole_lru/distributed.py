@@ -337,17 +337,9 @@ def _pipeline(local_rank, model, dataset, config_file_list, config_dict, saved, 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if resume:
         trainer.resume_checkpoint(resume)
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved,
-                                                      show_progress=config["show_progress"])
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    logger.info(f"best valid : {best_valid_result}")
-    logger.info(f"test result: {test_result}")
-    return {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-    }
+    from .quick_start import fit_and_test  # at call time: quick_start imports this module in run()
+
+    return fit_and_test(trainer, config, train_data, valid_data, test_data, saved)
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True, nproc=2, world_size=-1,

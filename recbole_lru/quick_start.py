@@ -10,7 +10,7 @@ import sys
 from logging import getLogger
 
 
-__all__ = ["run", "run_hyper", "parse_overrides", "load_data_and_model", "check_config_files",
+__all__ = ["run", "run_hyper", "parse_overrides", "load_data_and_model", "check_config_files", "fit_and_test",
            "CALLER_ONLY_KEYS", "ConfigFileError"]
 
 
@@ -134,6 +134,13 @@ def _run_resumed(model, dataset, config_file_list, config_dict, saved, resume):
             raise CheckpointError(f"{resume} does not fit the {config['model']} built from this config; resume "
                                   f"with the config the run was started with. Details: {err}") from None
     logger.info(f"resumed from {resume}")
+    return fit_and_test(trainer, config, train_data, valid_data, test_data, saved)
+
+
+def fit_and_test(trainer, config, train_data, valid_data, test_data, saved: bool) -> dict:
+    """The end of RecBole's ``run_recbole``: train with validation, test the best (or last)
+    weights, log both, and return RecBole's result dict."""
+    logger = getLogger()
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved,
                                                       show_progress=config["show_progress"])
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
