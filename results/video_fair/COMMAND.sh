@@ -19,7 +19,8 @@ COMMON=(--dataset amazon-video-games --data_path ../shared/datasets --mask_histo
 python -m recbole_lru.compare "${COMMON[@]}" --models SASRecWS &
 python -m recbole_lru.compare "${COMMON[@]}" --models LRURec &
 wait
-# the finished rows, then the table against the paper
+# the finished rows, then the table against the paper (the committed copies have machine paths made
+# relative: the dataset folder as ../shared/datasets, the run folder as ~/.cache/...)
 mkdir -p results/video_fair/amazon-video-games
 cp "$OUT/amazon-video-games/summary.json" results/video_fair/amazon-video-games/
 cp -r "$OUT/amazon-video-games/logs" results/video_fair/amazon-video-games/
