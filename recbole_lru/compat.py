@@ -183,6 +183,5 @@ if __name__ == "__main__":  # python -m recbole_lru.compat --convert FILE [OUT]
     parser = argparse.ArgumentParser(description="Convert a trusted RecBole checkpoint for safe loading.")
     parser.add_argument("--convert", required=True, metavar="FILE")
     parser.add_argument("out", nargs="?", default=None)
-    ns = parser.parse_args()
-    apply()
+    ns = parser.parse_args()  # running this module imported recbole_lru first, which applied the shims
     print(convert_checkpoint(ns.convert, ns.out))
