@@ -318,27 +318,20 @@ def distributed_config(config_dict, local_rank, nproc, world_size, ip, port, gro
 
 def _pipeline(local_rank, model, dataset, config_file_list, config_dict, saved, resume):
     """RecBole's run_recbole in one process of the group (plus resume); rank 0's result counts."""
-    from logging import getLogger
-
     from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    from .quick_start import fit_and_test, prepare_data  # at call time: quick_start imports this module in run()
 
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    if is_main(config):
-        init_logger(config)  # only the first process of a machine writes a log file
-    logger = getLogger()
-    logger.info(config)
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
+
+    # only the first process of a machine writes a log file
+    _, train_data, valid_data, test_data = prepare_data(config, write_log=is_main(config))
     init_seed(config["seed"] + dist.get_rank(), config["reproducibility"])  # own dropout per process
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if resume:
         trainer.resume_checkpoint(resume)
-    from .quick_start import fit_and_test  # at call time: quick_start imports this module in run()
-
     return fit_and_test(trainer, config, train_data, valid_data, test_data, saved)
 
 

@@ -10,7 +10,7 @@ import sys
 from logging import getLogger
 
 
-__all__ = ["run", "run_hyper", "parse_overrides", "load_data_and_model", "check_config_files", "fit_and_test",
+__all__ = ["run", "run_hyper", "parse_overrides", "load_data_and_model", "check_config_files", "fit_and_test", "prepare_data",
            "CALLER_ONLY_KEYS", "ConfigFileError"]
 
 
@@ -108,19 +108,15 @@ def run(model: str, dataset: str, config_file_list=None, config_dict=None, saved
 
 def _run_resumed(model, dataset, config_file_list, config_dict, saved, resume):
     from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+    from recbole.utils import get_model, get_trainer, init_seed
 
     from .checkpoint import CheckpointError
     from .trainer import SequentialTrainer, read_training_checkpoint
 
     read_training_checkpoint(resume, model)  # a wrong file fails before the data is read
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    _, train_data, valid_data, test_data = prepare_data(config)
     logger = getLogger()
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
@@ -135,6 +131,24 @@ def _run_resumed(model, dataset, config_file_list, config_dict, saved, resume):
                                   f"with the config the run was started with. Details: {err}") from None
     logger.info(f"resumed from {resume}")
     return fit_and_test(trainer, config, train_data, valid_data, test_data, saved)
+
+
+def prepare_data(config, write_log: bool = True):
+    """The start of RecBole's ``run_recbole``: seed, logger, dataset, and its three loaders.
+
+    ``write_log=False`` skips the log file (the other processes of a distributed run).
+    Returns dataset, train_data, valid_data, test_data."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_logger, init_seed
+
+    init_seed(config["seed"], config["reproducibility"])
+    if write_log:
+        init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    return (dataset, *data_preparation(config, dataset))
 
 
 def fit_and_test(trainer, config, train_data, valid_data, test_data, saved: bool) -> dict:
@@ -238,8 +252,7 @@ def load_data_and_model(model_file, config_dict: dict | None = None):
         config, model, dataset, train_data, valid_data, test_data (as RecBole's).
     """
     import torch
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, init_logger, init_seed
+    from recbole.utils import get_model, init_seed
 
     from .checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights
 
@@ -268,13 +281,7 @@ def load_data_and_model(model_file, config_dict: dict | None = None):
     else:
         final["data_path"] = os.path.join(final["data_path"], name)
 
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    logger.info(config)
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    dataset, train_data, valid_data, test_data = prepare_data(config)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     load_weights(model, checkpoint, model_file)

@@ -91,8 +91,9 @@ def run_model(spec: dict, out: dict) -> None:
     compat.keep_freed_memory()  # every model alike: the same allocator settings for all rows
     compat.quiet_recbole_warnings()
     registry.register()
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    from ..quick_start import prepare_data
 
     work = spec["work"]
     fingerprint = config_fingerprint(spec)
@@ -104,14 +105,8 @@ def run_model(spec: dict, out: dict) -> None:
     if spec.get("data_dir"):
         config["data_path"] = spec["data_dir"]
     out["config"] = json_safe(config.final_config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    dataset, train_data, valid_data, test_data = prepare_data(config)
     logger = getLogger()
-    logger.info(config)
-
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
     out["data_seconds"] = time.perf_counter() - t_start
     out["n_users"] = int(dataset.user_num - 1)
     out["n_items"] = int(dataset.item_num - 1)
