@@ -101,13 +101,24 @@ class HarnessTrainerMixin:
         return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                            callback_fn=after_validation)
 
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+    def _budget_check(self) -> None:
         p = self.progress
         if self.time_budget and p["epoch_seconds"]:
             # stop at an epoch boundary when the next epoch (and its validation) would overrun
             per_epoch = (sum(p["epoch_seconds"]) + sum(p["valid_seconds"])) / len(p["epoch_seconds"])
             if self.clock() + per_epoch > self.time_budget:
                 raise TimeBudgetReached()
+
+    def _check_time_budget(self, epoch_idx):
+        # SequentialTrainer calls this once the -last checkpoint of the previous epoch is written,
+        # so a budget-stopped fit can be continued later with more time
+        self._budget_check()
+        super()._check_time_budget(epoch_idx)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        p = self.progress
+        if not self.resumable:
+            self._budget_check()
         self._epoch = int(epoch_idx)
         t, paused = time.perf_counter(), self._paused
         result = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)

@@ -133,6 +133,8 @@ def run_worker(entry: ModelEntry, dataset: str, config: dict, data_dir: str | No
             error += f": {tail}"
     if error:
         result["error"] = error
-    if not result.get("error"):
-        shutil.rmtree(work, ignore_errors=True)  # finished: checkpoints and progress are not needed
+    # finished: checkpoints and progress are not needed, unless the time budget stopped the fit
+    # (a later run with more time continues it)
+    if not result.get("error") and result.get("stopped_by") != "time_budget":
+        shutil.rmtree(work, ignore_errors=True)
     return result

@@ -33,8 +33,9 @@ def _now() -> str:
 
 
 def config_fingerprint(spec: dict) -> str:
-    """What a resumed run must share with the run that wrote the checkpoint."""
-    what = {"model": spec["model"], "dataset": spec["dataset"], "time_budget": spec.get("time_budget"),
+    """What a resumed run must share with the run that wrote the checkpoint. Not the time budget:
+    a run stopped by its budget continues under a larger one (a long run spread over sessions)."""
+    what = {"model": spec["model"], "dataset": spec["dataset"],
             "config": {k: v for k, v in spec["config"].items() if k not in _PLACE_KEYS}}
     return hashlib.sha256(json.dumps(json_safe(what), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -69,6 +70,14 @@ def _read_progress(path: str, fingerprint: str, hooks) -> dict:
         print(f"{path}: written under another config; starting this model from scratch", flush=True)
         return hooks.new_progress(fingerprint)
     return progress
+
+
+def _budget_extended(progress: dict, spec: dict) -> bool:
+    """Whether a fit that its time budget stopped has more time now (a larger budget, or none)."""
+    if (progress.get("fit") or {}).get("stopped_by") != "time_budget":
+        return False
+    budget = spec.get("time_budget")
+    return not budget or budget > progress["train_seconds"]
 
 
 def run_model(spec: dict, out: dict) -> None:
@@ -125,7 +134,7 @@ def run_model(spec: dict, out: dict) -> None:
     best_file = os.path.join(config["checkpoint_dir"], f"{safe_name(spec['name'])}.pth")
     last = last_checkpoint_path(best_file)
     resumable = issubclass(trainer_class, SequentialTrainer)
-    tested_only = progress["fit_done"] and os.path.isfile(best_file)
+    tested_only = progress["fit_done"] and os.path.isfile(best_file) and not _budget_extended(progress, spec)
     resume = not tested_only and resumable and os.path.isfile(last) and bool(progress["epoch_seconds"])
     if not tested_only and not resume:
         if progress["epoch_seconds"]:
@@ -153,6 +162,7 @@ def run_model(spec: dict, out: dict) -> None:
                 raise ValueError(f"{spec['name']}: the unfinished run's checkpoint in {work} cannot be continued "
                                  f"({err}). Start the model over with --force.") from None
             out["resumed_from_epoch"] = trainer.restore_progress()
+            progress["fit_done"] = False  # (a budget-stopped fit given more time)
             print(f"resumed from {last} after epoch {out['resumed_from_epoch']}", flush=True)
         out["curve"] = progress["curve"]  # the list the trainer appends to: a failure keeps what ran
         progress["fit"] = _fit(trainer, train_data, valid_data, config, hooks)

@@ -221,6 +221,22 @@ def test_time_budget_stops_at_an_epoch_boundary_and_tests_best_weights(tmp_path)
     assert "time budget" in (out / "tiny" / "summary.md").read_text()
 
 
+def test_a_budget_stopped_run_continues_under_a_larger_budget_as_if_never_stopped(tmp_path):
+    path = tiny_path(tmp_path)
+    common = ["--epochs", "3", "--stopping_step", "10", "--in_process"]
+    assert cli.main(argv(path, tmp_path / "a", "LRURec", *common, "--time_budget", "0.001", quick=False)) == 0
+    first = json.loads((tmp_path / "a" / "tiny" / "summary.json").read_text())["models"]["LRURec"]
+    assert first["stopped_by"] == "time_budget" and first["epochs_run"] == 1
+    # the same folder with no budget (a later session with more time): it continues after epoch 1
+    assert cli.main(argv(path, tmp_path / "a", "LRURec", *common, quick=False)) == 0
+    row = json.loads((tmp_path / "a" / "tiny" / "summary.json").read_text())["models"]["LRURec"]
+    assert row["stopped_by"] == "epoch_cap" and row["epochs_run"] == 3 and row["resumed_at_epochs"] == [1]
+    assert cli.main(argv(path, tmp_path / "b", "LRURec", *common, quick=False)) == 0
+    straight = json.loads((tmp_path / "b" / "tiny" / "summary.json").read_text())["models"]["LRURec"]
+    assert straight["resumed_at_epochs"] == []
+    assert row["test"] == straight["test"] and row["best_valid"] == straight["best_valid"]
+
+
 def test_a_row_optimised_differently_from_this_run_is_trained_again(tmp_path, monkeypatch, no_plots, capsys):
     calls = []
     monkeypatch.setattr(run.runner, "run_worker", lambda entry, *a, **k: calls.append(entry.name) or fake_result())
