@@ -6,13 +6,15 @@
 * :func:`create_app` (in :mod:`.app`, needs FastAPI): the HTTP service.
 """
 from .bundle import Bundle, BundleError, export_bundle, load_bundle, save_bundle
-from .recommender import ConflictError, Recommendation, Recommender, UnknownItemError
+from .codec import StateFormatError
+from .core import ConflictError, Recommendation, UnknownItemError
+from .recommender import Recommender
 from .stores import SQLiteStore, StateStore, StoreError, open_store
 
 __all__ = [
     "Bundle", "BundleError", "export_bundle", "load_bundle", "save_bundle",
     "Recommender", "Recommendation", "UnknownItemError", "ConflictError",
-    "StateStore", "SQLiteStore", "StoreError", "open_store", "create_app",
+    "StateStore", "SQLiteStore", "StoreError", "StateFormatError", "open_store", "create_app",
 ]
 
 

@@ -1,5 +1,5 @@
-"""The model side of serving: advance per-user states by one item, encode whole histories, score,
-and turn each user's state into a fixed-size byte string for a store.
+"""The model side of serving: advance per-user states by one item, encode whole histories, and
+turn each user's state into a fixed-size byte string for a store.
 
 A served user is ``(hidden, state)``: ``state`` is the model's recurrent state (what ``step``
 carries) and ``hidden`` the model's output after the user's last item, (D,). ``recommend`` needs
@@ -9,36 +9,41 @@ Both have a size fixed by the model, whatever the history length.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .bundle import Bundle
+from .codec import StateCodec
+from .fast_step import LRUStepper
+from .scoring import Scorer
 
 __all__ = ["Engine", "make_engine"]
 
 
 class Engine:
-    """Shared part: scoring, the empty-history output and the byte layout of a user's state."""
+    """Shared part: the scorer, the empty-history output and the byte layout of a user's state."""
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.model = bundle.model
         self.n_items = bundle.n_items
         self.dtype = self.model.item_embedding.weight.dtype
-        with torch.no_grad():
-            self.empty_scores = self._empty_scores()  # (n_items,)
-            template = self.flatten(self.model.init_state(1))
-        hidden_size = self.model.item_embedding.weight.shape[1]
-        # byte layout of one user: hidden (D,) then every state leaf's row, in flatten order
-        self._layout = [(torch.Size([hidden_size]), self.dtype)] + [(t.shape[1:], t.dtype) for t in template]
-        self._sizes = [int(np.prod(shape)) * torch.empty((), dtype=dt).element_size() for shape, dt in self._layout]
-        self.state_bytes = sum(self._sizes)
+        self.hidden_size = self.model.item_embedding.weight.shape[1]
+        with torch.inference_mode():
+            self.scorer = Scorer.for_model(self.model, self._empty_scores())
+            template = self.flatten(self.init_state(1))
+        # one user: hidden (D,) then every state leaf's row, in flatten order
+        self.codec = StateCodec([(torch.Size([self.hidden_size]), self.dtype)]
+                                + [(t.shape[1:], t.dtype) for t in template], self.dtype)
+        self.state_bytes = self.codec.state_bytes
 
     # ------------------------------------------------------------------ model-specific
     def flatten(self, state) -> list[torch.Tensor]:
         raise NotImplementedError
 
     def unflatten(self, leaves: list[torch.Tensor]):
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int):
         raise NotImplementedError
 
     def advance(self, item_ids: torch.Tensor, state):
@@ -53,36 +58,17 @@ class Engine:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
-    def init_state(self, batch_size: int):
-        return self.model.init_state(batch_size)
-
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, n_items), the model's own ``score_all``."""
-        return self.model.score_all(hidden)
+        """(B, D) -> (B, n_items), the model's output layer."""
+        return self.scorer.scores(hidden)
 
     def pack(self, hidden: torch.Tensor, state) -> list[bytes]:
         """(B, D) outputs and a batched state -> B byte strings of ``state_bytes`` each."""
-        leaves = [hidden] + self.flatten(state)
-        rows = np.concatenate(
-            [np.ascontiguousarray(t.detach().cpu().numpy()).reshape(t.shape[0], -1).view(np.uint8) for t in leaves],
-            axis=1)
-        return [r.tobytes() for r in rows]
+        return self.codec.pack([hidden] + self.flatten(state))
 
     def unpack(self, blobs: list[bytes]):
-        """Inverse of :meth:`pack`."""
-        for b in blobs:
-            if len(b) != self.state_bytes:
-                raise ValueError(f"a stored state holds {len(b)} bytes; this bundle's states hold "
-                                 f"{self.state_bytes} (the store was written by another model)")
-        B = len(blobs)
-        # a bytearray: writable, so the tensors below own ordinary memory
-        rows = np.frombuffer(bytearray(b"".join(blobs)), dtype=np.uint8).reshape(B, self.state_bytes)
-        leaves, offset = [], 0
-        for (shape, dtype), size in zip(self._layout, self._sizes):
-            chunk = np.ascontiguousarray(rows[:, offset:offset + size])
-            np_dtype = torch.empty((), dtype=dtype).numpy().dtype
-            leaves.append(torch.from_numpy(chunk.view(np_dtype).reshape(B, *shape)))
-            offset += size
+        """Inverse of :meth:`pack`; a blob of another model raises :class:`StateFormatError`."""
+        leaves = self.codec.unpack(blobs)
         return leaves[0], self.unflatten(leaves[1:])
 
     def select(self, state, rows: torch.Tensor):
@@ -92,12 +78,14 @@ class Engine:
         """``state`` with ``rows`` replaced by ``part`` (a new state; the input is not modified)."""
         return self.unflatten([t.index_copy(0, rows, p) for t, p in zip(self.flatten(state), self.flatten(part))])
 
-    def stack(self, states: list):
-        return self.unflatten([torch.cat(ts) for ts in zip(*(self.flatten(s) for s in states))])
-
 
 class LRURecEngine(Engine):
-    """State: one (N,) complex vector per block."""
+    """State: one real (2N,) vector per block, the (re, im) pairs of the model's complex (N,)
+    state, advanced by the precomputed :class:`~.fast_step.LRUStepper`."""
+
+    def __init__(self, bundle: Bundle):
+        self.stepper = LRUStepper(bundle.model)
+        super().__init__(bundle)
 
     def flatten(self, state):
         return list(state)
@@ -105,14 +93,11 @@ class LRURecEngine(Engine):
     def unflatten(self, leaves):
         return list(leaves)
 
+    def init_state(self, batch_size):
+        return self.stepper.init_state(batch_size)
+
     def advance(self, item_ids, state):
-        # LRURec.step without its final score_all (scoring is done only when recommending)
-        x = self.model.embed(item_ids)
-        new_state = []
-        for block, h in zip(self.model.blocks, state):
-            x, h = block.step(x, h)
-            new_state.append(h)
-        return x, new_state
+        return self.stepper(item_ids, state)
 
     def encode(self, item_seq, item_seq_len):
         # the scan has no length limit: histories longer than MAX_ITEM_LIST_LENGTH are encoded whole
@@ -120,11 +105,11 @@ class LRURecEngine(Engine):
         last = (item_seq_len.long() - 1).view(-1, 1, 1)
         out = hidden.gather(1, last.expand(-1, 1, hidden.shape[-1])).squeeze(1)
         state = [h.gather(1, last.expand(-1, 1, h.shape[-1])).squeeze(1) for h in states]
-        return out, state
+        return out, LRUStepper.to_real(state)
 
     def _empty_scores(self):
         # the learned start-of-history output (trained by first_item_target)
-        return self.scores(self.model.encode_empty(1))[0]
+        return self.model.score_all(self.model.encode_empty(1))[0]
 
 
 class LinRecEngine(Engine):
@@ -135,6 +120,9 @@ class LinRecEngine(Engine):
 
     def unflatten(self, leaves):
         return {"kv": list(leaves[:-1]), "length": leaves[-1]}
+
+    def init_state(self, batch_size):
+        return self.model.init_state(batch_size)
 
     def advance(self, item_ids, state):
         return self.model._advance(item_ids, state)

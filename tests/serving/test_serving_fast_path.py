@@ -1,0 +1,85 @@
+"""The serving fast path against the model's own code: the precomputed LRURec step against
+``LRURec.step`` (float64 and float32, batch 1 and odd batches), the shared scorer against
+``score_all`` + masking, and the state bytes (header, validation on read)."""
+import numpy as np
+import pytest
+import torch
+
+from serving_fixtures import bundle_dir
+
+from recbole_lru.serving import StateFormatError, StoreError, load_bundle
+from recbole_lru.serving.codec import StateCodec
+from recbole_lru.serving.fast_step import LRUStepper
+from recbole_lru.serving.scoring import Scorer
+
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-5}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("batch", [1, 3, 7])
+def test_fast_step_equals_model_step(dtype, batch):
+    net = load_bundle(bundle_dir("LRURec"), dtype=dtype).model
+    stepper = LRUStepper(net)
+    gen = torch.Generator().manual_seed(batch)
+    fast, ref = stepper.init_state(batch), net.init_state(batch)
+    with torch.inference_mode():
+        for _ in range(6):  # several steps: the state error must not grow
+            ids = torch.randint(1, net.n_items, (batch,), generator=gen)
+            hidden, fast = stepper(ids, fast)
+            scores, ref = net.step(ids, ref)
+            tol = TOLERANCE[dtype]
+            assert torch.allclose(net.score_all(hidden), scores, rtol=0, atol=tol * 10)
+            for f, r in zip(fast, ref):
+                assert f.dtype == dtype and f.shape == (batch, 2 * net.state_size)
+                assert torch.allclose(f, LRUStepper.to_real([r])[0], rtol=0, atol=tol)
+        assert all(torch.equal(c, r) for c, r in zip(LRUStepper.to_complex(fast), [torch.view_as_complex(
+            f.unflatten(-1, (-1, 2))) for f in fast]))
+
+
+def test_fast_step_starts_from_encoded_histories():
+    net = load_bundle(bundle_dir("LRURec"), dtype=torch.float64).model
+    stepper = LRUStepper(net)
+    seq = torch.tensor([[4, 9, 2, 0], [5, 6, 7, 8]])
+    lens = torch.tensor([3, 4])
+    with torch.inference_mode():
+        state = LRUStepper.to_real(net.encode_history(seq, lens))
+        _, stepped = stepper(torch.tensor([3, 3]), state)
+        longer = torch.tensor([[4, 9, 2, 3, 0], [5, 6, 7, 8, 3]])
+        expected = LRUStepper.to_real(net.encode_history(longer, lens + 1))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(stepped, expected))
+
+
+def test_scorer_equals_score_all_with_masking():
+    net = load_bundle(bundle_dir("LRURec"), dtype=torch.float64).model
+    empty = torch.arange(net.n_items, dtype=torch.float64)
+    scorer = Scorer.for_model(net, empty)
+    hidden = torch.randn(2, net.hidden_size, dtype=torch.float64)
+    with torch.inference_mode():
+        scores = scorer.rows(3, [0, 2], hidden)
+        assert torch.allclose(scores[[0, 2]], net.score_all(hidden), rtol=0, atol=1e-12)
+        assert torch.equal(scores[1], empty)
+        seen = [np.array([1, 5], dtype=np.int32), None, np.array([], dtype=np.int32)]
+        top = scorer.top_k(scores, seen, net.n_items - 1)
+    expected = net.score_all(hidden)[0].clone()
+    expected[[0, 1, 5]] = float("-inf")
+    assert top.indices[0].tolist()[:net.n_items - 3] == expected.topk(net.n_items - 3).indices.tolist()
+    assert torch.isinf(top.values[0, -2:]).all() and torch.isfinite(top.values[2, :-1]).all()
+
+
+def test_state_bytes_have_a_header_and_are_validated():
+    codec = StateCodec([(torch.Size([4]), torch.float32), (torch.Size([2, 3]), torch.float32)], torch.float32)
+    a, b = torch.randn(5, 4), torch.randn(5, 2, 3)
+    blobs = codec.pack([a, b])
+    assert len(blobs) == 5 and all(len(x) == codec.state_bytes == 12 + 4 * 10 for x in blobs)
+    assert blobs[0][:4] == b"RLST" and blobs[0][12:28] == a[0].numpy().astype("<f4").tobytes()
+    a2, b2 = codec.unpack(blobs)
+    assert torch.equal(a2, a) and torch.equal(b2, b)
+    double = StateCodec([(torch.Size([4]), torch.float64), (torch.Size([2, 3]), torch.float64)], torch.float64)
+    with pytest.raises(StateFormatError, match=r"holds float64, 2 leaves, 80 payload bytes.*another model or "
+                                               r"precision") as err:
+        codec.unpack(double.pack([a.double(), b.double()]))
+    assert isinstance(err.value, StoreError)
+    with pytest.raises(StateFormatError, match=r"of 51 bytes has this model's header but the wrong length"):
+        codec.unpack([blobs[0], blobs[1][:-1]])
+    with pytest.raises(StateFormatError, match=r"of 3 bytes is not"):
+        codec.unpack([b"abc"])
