@@ -14,6 +14,10 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per request")
+    parser.add_argument("--batch_window_ms", type=float, default=1.0,
+                        help="micro-batching: how long an idle server waits for more requests to serve "
+                             "them in one batched call (requests arriving during a batch always join the next)")
+    parser.add_argument("--no_batching", action="store_true", help="serve every request on its own")
     parser.add_argument("--log_level", default="warning")
     args = parser.parse_args(argv)
 
@@ -29,7 +33,10 @@ def main(argv=None) -> int:
     except (BundleError, StoreError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(recommender), host=args.host, port=args.port, log_level=args.log_level)
+    if args.batch_window_ms < 0:
+        parser.error(f"--batch_window_ms must be >= 0, got {args.batch_window_ms}")
+    app = create_app(recommender, batch_window_ms=None if args.no_batching else args.batch_window_ms)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     recommender.close()
     return 0
 

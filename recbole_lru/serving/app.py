@@ -15,19 +15,26 @@ Routes (a contract: other tools call them):
 
 Every error is a JSON body ``{"detail": "<what is wrong>"}``: 422 for an unknown item, a ``k``
 out of range or a body that does not parse, 409 when concurrent writers kept a user busy, 503
-when the store is unreachable. Handlers are plain functions: FastAPI runs them in its thread
-pool, so requests proceed concurrently and the store's compare-and-set orders them.
+when the store is unreachable (or holds states of another model).
+
+Handlers check their request (tokens, ``k``) and then, by default, hand it to a
+:class:`~.batcher.MicroBatcher`: requests arriving within ``batch_window_ms`` of each other (or
+while the previous batch runs) are served by one batched step, one commit and one scoring product,
+each still all or nothing and in per-user order. ``batch_window_ms=None`` serves every request on
+its own in FastAPI's thread pool; the store's compare-and-set orders concurrent writers either way.
 """
 from __future__ import annotations
 
 from typing import List, Union
 
 from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from .recommender import ConflictError, Recommender, UnknownItemError
+from .batcher import MicroBatcher
+from .core import ConflictError, ServingBase, UnknownItemError
 from .stores import StoreError
 
 __all__ = ["create_app"]
@@ -62,11 +69,25 @@ def _describe(errors) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def create_app(recommender: Recommender) -> FastAPI:
+def create_app(recommender: ServingBase, batch_window_ms: float | None = 1.0, max_batch: int = 256) -> FastAPI:
+    """The app over ``recommender``; ``batch_window_ms``: see the module docstring (None: no
+    micro-batching)."""
     app = FastAPI(title="recbole-lru serving",
                   description=f"{recommender.bundle.model_name} over {recommender.n_items - 1} items; "
                               f"one state per user, one step per interaction.")
     rec = recommender
+    batcher = None if batch_window_ms is None else MicroBatcher(rec, batch_window_ms, max_batch)
+    app.state.batcher = batcher
+
+    async def write(users: list[str], ids: list[int]) -> dict[str, int]:
+        if batcher is None:
+            return await run_in_threadpool(rec.apply_events, users, ids)
+        return await batcher.write(users, ids)
+
+    async def read(users: list[str], k: int, exclude_seen: bool) -> list:
+        if batcher is None:
+            return await run_in_threadpool(rec.recommend_batch, users, k, exclude_seen)
+        return await batcher.read(users, k, exclude_seen)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -88,20 +109,23 @@ def create_app(recommender: Recommender) -> FastAPI:
     async def _store(request: Request, exc: StoreError):
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
+    # responses are built as JSONResponse directly: the bodies are plain JSON already, and
+    # FastAPI's generic encoder would walk every score again
     @app.get("/health")
     def health():
         return {"status": "ok", "model": rec.bundle.model_name, "n_items": rec.n_items - 1,
                 "store": type(rec.store).__name__}
 
     @app.post("/users/{user}/interactions")
-    def post_interactions(user: str, body: Interactions):
-        version = rec.observe_many(user, [str(i) for i in body.items])
-        return {"user": user, "version": version, "applied": len(body.items)}
+    async def post_interactions(user: str, body: Interactions):
+        ids = rec.item_ids([str(i) for i in body.items], where="items")
+        versions = await write([user] * len(ids), ids)
+        return JSONResponse({"user": user, "version": versions[user], "applied": len(ids)})
 
     @app.get("/users/{user}/recommendations")
-    def get_recommendations(user: str, k: int = Query(10), exclude_seen: bool = Query(True)):
-        r = rec.recommend(user, k=k, exclude_seen=exclude_seen)
-        return {"items": r.items, "scores": r.scores}
+    async def get_recommendations(user: str, k: int = Query(10), exclude_seen: bool = Query(True)):
+        (r,) = await read([user], rec.check_k(k), exclude_seen)
+        return JSONResponse({"items": r.items, "scores": r.scores})
 
     @app.get("/users/{user}")
     def get_user(user: str):
@@ -109,14 +133,17 @@ def create_app(recommender: Recommender) -> FastAPI:
         return {"user": user, "version": version, "items": items}
 
     @app.post("/batch/interactions")
-    def post_batch_interactions(body: BatchInteractions):
-        versions = rec.observe_batch([(str(e.user), str(e.item)) for e in body.events])
-        return {"versions": versions}
+    async def post_batch_interactions(body: BatchInteractions):
+        users = [str(e.user) for e in body.events]
+        ids = rec.item_ids([str(e.item) for e in body.events], where="events")
+        versions = await write(users, ids)
+        return JSONResponse({"versions": versions})
 
     @app.post("/batch/recommendations")
-    def post_batch_recommendations(body: BatchRecommendations):
+    async def post_batch_recommendations(body: BatchRecommendations):
         users = [str(u) for u in body.users]
-        results = rec.recommend_batch(users, k=body.k, exclude_seen=body.exclude_seen)
-        return {"results": [{"user": u, "items": r.items, "scores": r.scores} for u, r in zip(users, results)]}
+        results = await read(users, rec.check_k(body.k), body.exclude_seen)
+        return JSONResponse({"results": [{"user": u, "items": r.items, "scores": r.scores}
+                                         for u, r in zip(users, results)]})
 
     return app
