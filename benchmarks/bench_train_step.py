@@ -14,8 +14,11 @@ Sections, all in one process:
    The plain path and the auto backend are also timed with all cores.
 3. Full training step (forward, backward, clipping at 5, AdamW with the model's parameter groups) of
    LRURec and SASRecWS on real training batches of Video (RecBole's own loader: real lengths,
-   first-item targets), ``ce_backend`` reference (today) vs auto vs chunked_bf16, interleaved batch by batch.
-   Epoch time is *estimated* as the mean step time x the loader's steps per epoch.
+   first-item targets), ``ce_backend`` reference (today) vs auto vs chunked_bf16, interleaved batch by batch;
+   SASRecWS also with its packed encoder (``encoder_backend: packed``, the transformer on real positions
+   only) under each CE backend, its plain-encoder rows being the old path. Epoch time is *estimated* as
+   the mean step time x the loader's steps per epoch; each step is also set against the machine's GEMM
+   floor of its catalogue scoring (3 GEMMs of 2 N D V flops at the best fp32 rate of section 1).
 
 Timings on one thread are process CPU seconds (robust to waiting for a core on a shared machine);
 all-core timings are wall seconds. Every figure is a median over repeats, taken round-robin.
@@ -41,6 +44,13 @@ from recbole_lru.provenance import atomic_write_json, git_info, machine_info  # 
 
 VIDEO = "amazon-video-games"
 STEP_BACKENDS = ("reference", "auto", "chunked_bf16")  # the first is today's path
+# the training-step rows per model: name -> (ce_backend, SASRecWS encoder_backend); the first row is today's
+# path, and the plain-encoder rows keep the names they had before the packed encoder existed
+STEP_VARIANTS = {
+    "LRURec": {b: (b, None) for b in STEP_BACKENDS},
+    "SASRecWS": {**{b: (b, "plain") for b in STEP_BACKENDS},
+                 **{f"packed+{b}": (b, "packed") for b in STEP_BACKENDS}},
+}
 
 
 def log(msg):
@@ -103,7 +113,7 @@ def synthetic_video(n_batches, seed=0):
     return batches
 
 
-def build(name, video, n_items, ce_backend):
+def build(name, video, n_items, ce_backend, encoder_backend=None):
     """The model as RecBole's pipeline would build it (real Config; the Video dataset when loaded)."""
     from recbole.config import Config
 
@@ -111,6 +121,8 @@ def build(name, video, n_items, ce_backend):
 
     cls = getattr(recbole_lru, name)
     overrides = {"ce_backend": ce_backend, "device": "cpu", "seed": 2020}
+    if encoder_backend is not None:
+        overrides["encoder_backend"] = encoder_backend
     if video is not None:
         config = Config(model=cls, dataset=VIDEO, config_dict=dict(overrides, data_path=video[0]["data_path"]))
         dataset = video[1]
@@ -238,11 +250,11 @@ def scoring_section(N, D, V, repeats, chunks, gemm):
     return out
 
 
-def step_section(video, batches, steps_per_epoch, n_items, repeats):
+def step_section(video, batches, steps_per_epoch, n_items, repeats, gemm):
     out = {}
-    for name in ("LRURec", "SASRecWS"):
-        built = {backend: build(name, video, n_items, backend) for backend in STEP_BACKENDS}
-        first = built[STEP_BACKENDS[0]][0]
+    for name, variants in STEP_VARIANTS.items():
+        built = {row: build(name, video, n_items, *how) for row, how in variants.items()}
+        first = built["reference"][0]
         for model, opt, clip in built.values():  # same weights; a warm-up step, not timed
             model.load_state_dict(first.state_dict())
             model.train()
@@ -254,13 +266,21 @@ def step_section(video, batches, steps_per_epoch, n_items, repeats):
                     times[backend].append(timed(lambda: train_step(model, opt, clip, batch), wall=False))
         med = {k: statistics.median(v) for k, v in times.items()}
         mean = {k: statistics.fmean(v) for k, v in times.items()}
+        n_scored = statistics.fmean(scored_positions(first, b) for b in batches)
+        # the step's catalogue scoring (forward + two backward GEMMs) at the machine's best fp32 GEMM rate:
+        # a floor under every step here; each row is reported as a multiple of it
+        floor = 3 * 2 * n_scored * first.hidden_size * n_items / (gemm["best_fp32_gflops"] * 1e9)
         out[name] = {
             "step_seconds_median": med, "step_seconds_mean": mean,
             "step_ratio_reference_over": {k: med["reference"] / v for k, v in med.items()},
             "epoch_seconds_estimate": {k: v * steps_per_epoch for k, v in mean.items()},
             "epoch_ratio_over_reference_estimate": {k: v / mean["reference"] for k, v in mean.items()},
-            "scored_positions_per_batch_mean": statistics.fmean(scored_positions(first, b) for b in batches),
+            "scored_positions_per_batch_mean": n_scored,
             "auto_resolves_to": resolve_backend(torch.device("cpu"), "auto"),
+            "variants": {k: {"ce_backend": ce, **({"encoder_backend": enc} if enc else {})}
+                         for k, (ce, enc) in variants.items()},
+            "scoring_gemm_floor_seconds": floor,
+            "step_over_scoring_gemm_floor": {k: v / floor for k, v in med.items()},
         }
     return out
 
@@ -313,12 +333,14 @@ def main(argv=None):
         ac = sec["all_cores"]
         print(f"  all {ac['threads']} cores (wall): " + ", ".join(
             f"{k} {v * 1e3:.1f} ms (x{ac['speedup_vs_reference'][k]:.2f})" for k, v in ac["wall_seconds"].items()))
-    steps_out = step_section(video, batches, steps, n_items, 1 if args.quick else max(1, args.repeats // 3))
+    steps_out = step_section(video, batches, steps, n_items, 1 if args.quick else max(1, args.repeats // 3), gemm)
     for name, s in steps_out.items():
-        log(f"{name} training step (ce_backend: median ms, reference/this, epoch estimate s, epoch this/reference):")
-        for k in STEP_BACKENDS:
-            print(f"  {k:14s} {s['step_seconds_median'][k] * 1e3:7.0f} ms  x{s['step_ratio_reference_over'][k]:.2f}  "
-                  f"{s['epoch_seconds_estimate'][k]:6.0f} s  {s['epoch_ratio_over_reference_estimate'][k]:.2f}")
+        log(f"{name} training step (median ms, reference/this, epoch estimate s, epoch this/reference, "
+            f"step / scoring GEMM floor {s['scoring_gemm_floor_seconds'] * 1e3:.0f} ms):")
+        for k in s["step_seconds_median"]:
+            print(f"  {k:22s} {s['step_seconds_median'][k] * 1e3:7.0f} ms  x{s['step_ratio_reference_over'][k]:.2f}  "
+                  f"{s['epoch_seconds_estimate'][k]:6.0f} s  {s['epoch_ratio_over_reference_estimate'][k]:.2f}  "
+                  f"{s['step_over_scoring_gemm_floor'][k]:.1f}x")
 
     result = {
         "COMMAND": "OMP_NUM_THREADS=1 python benchmarks/bench_train_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
