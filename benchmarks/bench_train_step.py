@@ -19,6 +19,8 @@ Sections, all in one process:
    only) under each CE backend, its plain-encoder rows being the old path. Epoch time is *estimated* as
    the mean step time x the loader's steps per epoch; each step is also set against the machine's GEMM
    floor of its catalogue scoring (3 GEMMs of 2 N D V flops at the best fp32 rate of section 1).
+   The packed encoder's float32 agreement with the plain one (hidden states, loss, gradient; dropout off)
+   on the same batches is recorded beside its timings.
 
 Timings on one thread are process CPU seconds (robust to waiting for a core on a shared machine);
 all-core timings are wall seconds. Every figure is a median over repeats, taken round-robin.
@@ -285,6 +287,29 @@ def step_section(video, batches, steps_per_epoch, n_items, repeats, gemm):
     return out
 
 
+def encoder_equivalence(video, batches, n_items):
+    """SASRecWS's packed encoder against the plain one in float32 on the timed batches, dropout off
+    (eval): relative error of the hidden states at real positions, of the loss and of the whole
+    gradient (all parameters as one vector); float64 equality is the unit tests' job."""
+    plain, packed = (build("SASRecWS", video, n_items, "reference", enc)[0] for enc in ("plain", "packed"))
+    packed.load_state_dict(plain.state_dict())
+    worst = {"hidden_rel_err": 0.0, "loss_rel_err": 0.0, "grad_rel_err": 0.0}
+    for batch in batches:
+        out = []
+        for model in (plain, packed):
+            model.eval()
+            model.zero_grad(set_to_none=True)
+            seq = batch["item_id_list"]
+            hidden = model.encode(seq)[seq != 0]
+            loss = model.calculate_loss(batch)
+            loss.backward()
+            out.append((hidden.detach(), loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()
+                                                                    if p.grad is not None])))
+        for key, ref, got in zip(worst, *out):
+            worst[key] = max(worst[key], ((got - ref).norm() / ref.norm()).item())
+    return {"dtype": "float32", "batches": len(batches), "max_over_batches": worst}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-path", default=os.path.join(REPO, "..", "shared", "datasets"))
@@ -341,6 +366,8 @@ def main(argv=None):
             print(f"  {k:22s} {s['step_seconds_median'][k] * 1e3:7.0f} ms  x{s['step_ratio_reference_over'][k]:.2f}  "
                   f"{s['epoch_seconds_estimate'][k]:6.0f} s  {s['epoch_ratio_over_reference_estimate'][k]:.2f}  "
                   f"{s['step_over_scoring_gemm_floor'][k]:.1f}x")
+    steps_out["SASRecWS"]["packed_vs_plain_encoder"] = equivalence = encoder_equivalence(video, batches, n_items)
+    log(f"SASRecWS packed vs plain encoder, float32, dropout off: {equivalence['max_over_batches']}")
 
     result = {
         "COMMAND": "OMP_NUM_THREADS=1 python benchmarks/bench_train_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
