@@ -9,21 +9,26 @@ Users start with a stored history of 50, 200 or 1000 items:
 * SASRec (RecBole's, max length = the history length): the store holds the history; recommend
   loads it and re-encodes it, as a transformer server must.
 
-Both use the same store (SQLite, ``synchronous=normal``: an acknowledged write survives a crash of
-the process; ``full`` adds an fsync per commit and is measured too, as is Redis). Every in-process
-cell is measured interleaved with the others (request i of every cell before request i+1 of any),
-so the machine's load falls on all cells alike; the floor is a bare ``model.step()`` + top-k on a
-state in memory. HTTP cells go through one real uvicorn server on 127.0.0.1 serving every cell,
-with concurrent clients, each request pair being POST interactions + GET recommendations.
+Everything but "state step" vs "re-encode the history" is shared (recbole_lru.serving.core): the
+store (SQLite, ``synchronous=normal``: an acknowledged write survives a crash of the process;
+``full`` adds an fsync per commit and is measured too, as is Redis), compare-and-set writes,
+scoring + top-k and the HTTP app with its micro-batching. Every in-process cell is measured
+interleaved with the others (request i of every cell before request i+1 of any), so the machine's
+load falls on all cells alike. Two floors run a state in memory with no store: the model's own
+``step()`` + top-k, and the served step + scorer. HTTP cells go through one real uvicorn server on
+127.0.0.1 serving every cell, micro-batched (and, at history 200, also one request at a time),
+with concurrent clients taking turns cell by cell; a request pair is POST interactions + GET
+recommendations (or the batch routes for 8 users).
 
     python benchmarks/bench_serving.py --out results/serving.json
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +41,11 @@ import torch
 import recbole_lru  # noqa: F401  (registers the models)
 from recbole_lru.serving import Recommender, load_bundle, save_bundle
 from recbole_lru.serving.bundle import _json_config, build_model
+from recbole_lru.serving.engine import make_engine
 from recbole_lru.serving.recompute import RecomputeRecommender
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_serving_report as report  # noqa: E402
 
 N_ITEMS, HIDDEN, HISTORIES, USERS = 23715, 64, (50, 200, 1000), 32
 
@@ -94,15 +103,6 @@ def build_cells(folder: str, redis_url: str | None, preload: bool):
     return bundle, cells
 
 
-def summary(latencies_s: list[float], wall_s: float | None = None) -> dict:
-    lat = np.asarray(latencies_s) * 1e3
-    out = {"requests": len(lat), "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-           "mean_ms": float(lat.mean())}
-    # one client in process: back to back; over HTTP: completed pairs over the wall time
-    out["interactions_per_s"] = float(len(lat) / (wall_s if wall_s else lat.sum() / 1e3))
-    return out
-
-
 def _shuffled(cells, rng) -> list:
     # a new order each round: no cell always runs right after a heavy one (on a busy machine the
     # scheduler makes a process pay for the CPU it just used)
@@ -114,34 +114,39 @@ def _settle() -> None:
     time.sleep(0.002)  # each request starts as a server's does: after waiting for it
 
 
-def run_in_process(bundle, cells, requests: int, budget_s: float) -> tuple[list, dict]:
+def run_in_process(bundle, cells, requests: int, budget_s: float) -> tuple[list, dict, dict]:
     rng = np.random.default_rng(1)
     lat = {name: [] for name in cells}
-    floor_lat = []
-    model = bundle.model
+    floors = {"floor": [], "floor_fast": []}
+    model, engine = bundle.model, make_engine(bundle)
     with torch.inference_mode():
-        floor_state = model.init_state(1)
+        state = {"floor": model.init_state(1), "floor_fast": engine.init_state(1)}
     for c in cells.values():
         c["rec"].timer.reset()
     start = time.perf_counter()
     for i in range(requests):
         user = f"user{i % USERS}"
         item = bundle.tokens[int(rng.integers(1, N_ITEMS + 1))]
-        for name in _shuffled(cells, rng) + ["floor"]:
+        for name in _shuffled(cells, rng) + list(floors):
             _settle()
             t = time.perf_counter()
-            if name == "floor":
+            if name in floors:  # a state in memory, no store: what a request costs at the least
+                ids = torch.tensor([bundle.token2id[item]])
                 with torch.inference_mode():
-                    scores, floor_state = model.step(torch.tensor([bundle.token2id[item]]), floor_state)
-                    scores.topk(10)
-                floor_lat.append(time.perf_counter() - t)
+                    if name == "floor":
+                        scores, state[name] = model.step(ids, state[name])
+                        scores.topk(10)
+                    else:
+                        hidden, state[name] = engine.advance(ids, state[name])
+                        engine.scorer.top_k(engine.scorer.scores(hidden), None, 10)
+                floors[name].append(time.perf_counter() - t)
                 continue
             cells[name]["rec"].observe(user, item)
             cells[name]["rec"].recommend(user, k=10)
             lat[name].append(time.perf_counter() - t)
         if time.perf_counter() - start > budget_s:
             break
-    return _rows(cells, lat), summary(floor_lat)
+    return _rows(cells, lat), report.summary(floors["floor"]), report.summary(floors["floor_fast"])
 
 
 def run_batched(bundle, cells, batch: int, requests: int, budget_s: float) -> list:
@@ -174,16 +179,18 @@ def run_batched(bundle, cells, batch: int, requests: int, budget_s: float) -> li
 def _rows(cells, lat) -> list:
     rows = []
     for name, c in cells.items():
-        row = {k: c[k] for k in ("model", "history", "store")} | summary(lat[name])
+        row = {k: c[k] for k in ("model", "history", "store")} | report.summary(lat[name])
         timer = c["rec"].timer
         row["breakdown_ms_per_request"] = {k: 1e3 * v / len(lat[name]) for k, v in timer.seconds.items()}
         row["breakdown_ms_per_request"]["other"] = row["mean_ms"] - sum(row["breakdown_ms_per_request"].values())
+        row["breakdown_groups_ms_per_request"] = report.grouped(row["breakdown_ms_per_request"])
         rows.append(row)
     return rows
 
 
-def serve_worker(folder: str, redis_url: str | None, port: int) -> None:
-    """One uvicorn process serving every cell under /<cell name>/..."""
+def serve_worker(folder: str, redis_url: str | None, port: int, window_ms: float) -> None:
+    """One uvicorn process serving every cell under /<cell name>/... (micro-batched) and
+    /<cell name>-unbatched/...; /stats/<cell name> returns and resets the cell's timers."""
     import uvicorn
     from fastapi import FastAPI
 
@@ -192,115 +199,124 @@ def serve_worker(folder: str, redis_url: str | None, port: int) -> None:
     torch.set_num_threads(1)
     _, cells = build_cells(folder, redis_url, preload=False)
     root = FastAPI()
+    apps = {}
     for name, c in cells.items():
-        root.mount(f"/{name}", create_app(c["rec"]))
+        apps[name] = create_app(c["rec"], batch_window_ms=window_ms)
+        root.mount(f"/{name}", apps[name])
+        root.mount(f"/{name}-unbatched", create_app(c["rec"], batch_window_ms=None))
+
+    @root.get("/stats/{name}")
+    def stats(name: str):
+        timer, batcher = cells[name]["rec"].timer, apps[name].state.batcher
+        out = {"seconds": dict(timer.seconds), "batches": batcher.batches, "requests": batcher.requests}
+        timer.reset()
+        batcher.batches = batcher.requests = 0
+        return out
+
     uvicorn.run(root, host="127.0.0.1", port=port, log_level="warning")
 
 
-def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: float, names, batch: int = 1) -> list:
-    """Each client: POST interactions then GET recommendations, or with ``batch`` > 1 the batch
-    routes for ``batch`` users of its own (clients * batch <= USERS)."""
-    import httpx
+class _Client:
+    """A keep-alive HTTP/1.1 connection from the standard library: the clients share the server's
+    2 cores, so they are kept lean (httpx spends about a millisecond of CPU per request)."""
 
+    def __init__(self, port: int, prefix: str):
+        import http.client
+
+        self.conn, self.prefix = http.client.HTTPConnection("127.0.0.1", port, timeout=120), prefix
+
+    def call(self, method: str, path: str, body=None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        self.conn.request(method, self.prefix + path, body=data, headers=headers)
+        response = self.conn.getresponse()
+        payload = response.read()
+        assert response.status == 200, payload
+        return json.loads(payload)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: float, names, batch: int = 1,
+             batching: bool = True, rounds: int = 4) -> list:
+    """Each client: POST interactions then GET recommendations, or with ``batch`` > 1 the batch
+    routes for ``batch`` users of its own (clients * batch <= USERS). Server-side micro-batching
+    on (the default) or off (``batching``). The cells take turns, ``rounds`` passes of
+    ``requests / rounds`` pairs each in a new random order, so a change in the machine's load falls
+    on all of them; the server's own time per pair is read back at the end."""
+    rng = np.random.default_rng(2)
+    items = [tokens[int(i)] for i in rng.integers(1, N_ITEMS + 1, requests)]
+    lat = {name: [] for name in names}
+    wall = dict.fromkeys(names, 0.0)
+    stop = time.perf_counter() + budget_s * len(names)  # the whole run's cap
+    for name in names:
+        _stats(port, name)  # resets the server's timers
+    for r in range(rounds):
+        for name in (names[i] for i in rng.permutation(len(names))):
+            if time.perf_counter() > stop:
+                break
+            chunk = range(r * requests // rounds, (r + 1) * requests // rounds)
+            prefix = f"/{name}" + ("" if batching else "-unbatched")
+            wall[name] += _http_pass(port, prefix, clients, chunk, items, batch, lat[name])
     rows = []
     for name in names:
-        c = cells[name]
-        lat, lock, rng = [], threading.Lock(), np.random.default_rng(2)
-        items = [tokens[int(i)] for i in rng.integers(1, N_ITEMS + 1, requests)]
-        counter = iter(range(requests))
-        deadline = time.perf_counter() + budget_s
-
-        def client(w):
-            mine = [f"user{w * batch + j}" for j in range(batch)]
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}/{name}", timeout=120) as http:
-                for i in counter:
-                    if time.perf_counter() > deadline:
-                        return
-                    t = time.perf_counter()
-                    if batch == 1:
-                        user = f"user{i % USERS}"
-                        r = http.post(f"/users/{user}/interactions", json={"items": [items[i]]})
-                        assert r.status_code == 200, r.text
-                        r = http.get(f"/users/{user}/recommendations", params={"k": 10})
-                    else:
-                        events = [{"user": u, "item": items[(i + j) % requests]} for j, u in enumerate(mine)]
-                        assert http.post("/batch/interactions", json={"events": events}).status_code == 200
-                        r = http.post("/batch/recommendations", json={"users": mine, "k": 10})
-                    assert r.status_code == 200, r.text
-                    with lock:
-                        lat.append(time.perf_counter() - t)
-
-        threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - start
-        row = {k: c[k] for k in ("model", "history", "store")} | {"clients": clients, "batch": batch} | summary(lat, wall)
+        server = _stats(port, name)
+        row = ({k: cells[name][k] for k in ("model", "history", "store")}
+               | {"clients": clients, "batch": batch, "micro_batching": batching} | report.summary(lat[name], wall[name]))
         row["interactions_per_s"] *= batch
+        # wall time per request pair: the server's model/store work, and the rest (HTTP parsing and
+        # routing in Python, JSON, the event loop, waiting to be scheduled on the loaded CPU)
+        per_pair = {k: 1e3 * v / len(lat[name]) for k, v in server["seconds"].items()}
+        row["server_breakdown_ms_per_pair"] = report.grouped(per_pair) | {
+            "http_and_idle": 1e3 * wall[name] / len(lat[name]) - sum(per_pair.values())}
+        row["server_requests_per_batch"] = server["requests"] / server["batches"] if server["batches"] else 1.0
         rows.append(row)
-        print(f"  http {name} x{clients} batch {batch}: {row['p50_ms']:.2f} ms p50", flush=True)
+        print(f"  http {name} x{clients} batch {batch} micro-batching {batching}: {row['p50_ms']:.2f} ms p50, "
+              f"{row['interactions_per_s']:.0f}/s, {row['server_requests_per_batch']:.1f} requests per batch", flush=True)
     return rows
 
 
-def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average_1_5_15": list(os.getloadavg())}
+def _http_pass(port, prefix, clients, chunk, items, batch, lat) -> float:
+    """``clients`` threads share the pairs of ``chunk``; appends latencies, returns the wall time."""
+    counter, lock, n = iter(chunk), threading.Lock(), len(items)
+
+    def client(w):
+        mine = [f"user{w * batch + j}" for j in range(batch)]
+        http = _Client(port, prefix)
+        try:
+            for i in counter:
+                t = time.perf_counter()
+                if batch == 1:
+                    user = f"user{i % USERS}"
+                    http.call("POST", f"/users/{user}/interactions", {"items": [items[i]]})
+                    http.call("GET", f"/users/{user}/recommendations?k=10")
+                else:
+                    events = [{"user": u, "item": items[(i + j) % n]} for j, u in enumerate(mine)]
+                    http.call("POST", "/batch/interactions", {"events": events})
+                    http.call("POST", "/batch/recommendations", {"users": mine, "k": 10})
+                with lock:
+                    lat.append(time.perf_counter() - t)
+        finally:
+            http.close()
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
 
 
-def ratios(in_process, batched, http, http_batched, floor) -> dict:
-    def cell(rows, model, h, store="sqlite-normal", clients=None):
-        # each list holds one batch size; HTTP lists are matched on their largest client count
-        return next(r for r in rows if (r["model"], r["history"], r["store"]) == (model, h, store)
-                    and (clients is None or r["clients"] == clients))
-
-    out = {"in_process": {}, "in_process_batched": {}, "http": {}, "http_batched": {}}
-    for rows, key in ((in_process, "in_process"), (batched, "in_process_batched"), (http, "http"),
-                      (http_batched, "http_batched")):
-        if not rows:
-            continue
-        clients = max(r["clients"] for r in rows) if key.startswith("http") else None
-        lru = {h: cell(rows, "LRURec", h, clients=clients) for h in HISTORIES}
-        sas = {h: cell(rows, "SASRec", h, clients=clients) for h in HISTORIES}
-        out[key] = {
-            "lrurec_p50_1000_over_50": lru[1000]["p50_ms"] / lru[50]["p50_ms"],
-            "lrurec_over_sasrec_throughput": {h: lru[h]["interactions_per_s"] / sas[h]["interactions_per_s"]
-                                              for h in HISTORIES},
-        }
-    out["in_process"]["lrurec_p50_over_step_topk_floor"] = {
-        h: cell(in_process, "LRURec", h)["p50_ms"] / floor["p50_ms"] for h in HISTORIES}
-    return out
-
-
-def plot(result, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key, style in (("in_process", "-o"), ("in_process_batched", ":^"), ("http", "--s")):
-        rows = [r for r in result[key] if r["store"] == "sqlite-normal"]
-        if key == "http":
-            rows = [r for r in rows if r["clients"] == max(x["clients"] for x in rows)]
-        for model in ("LRURec", "SASRec"):
-            mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["history"])
-            label = f"{model} ({key.replace('_', '-')}{', per call' if key == 'in_process_batched' else ''})"
-            axes[0].plot([r["history"] for r in mine], [r["p50_ms"] for r in mine], style, label=label)
-            axes[1].plot([r["history"] for r in mine], [r["interactions_per_s"] for r in mine], style, label=label)
-    axes[0].axhline(result["floor_step_topk"]["p50_ms"], color="grey", lw=0.8, label="bare step()+top-k")
-    for ax, title in ((axes[0], "p50 latency of observe+recommend (ms)"), (axes[1], "interactions per second")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("stored history length")
-        ax.set_title(title)
-        ax.set_xticks(HISTORIES, [str(h) for h in HISTORIES])
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Serving on {N_ITEMS} items, d={HIDDEN}, SQLite store (shared, loaded 2-core CPU)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def _stats(port: int, name: str) -> dict:
+    """The cell's server-side timers and batch counts since the last call (a new connection: the
+    server closes idle ones after 5 s)."""
+    http = _Client(port, "/stats/")
+    try:
+        return http.call("GET", name)
+    finally:
+        http.close()
 
 
 def main(argv=None) -> int:
@@ -312,7 +328,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch_requests", type=int, default=40, help="batched calls per cell")
     parser.add_argument("--http_requests", type=int, default=150, help="HTTP request pairs per cell")
     parser.add_argument("--http_budget_s", type=float, default=30.0, help="time cap per HTTP cell")
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients of every cell")
+    parser.add_argument("--many_clients", type=int, default=16, help="concurrent HTTP clients of the extra history-200 cells")
+    parser.add_argument("--batch_window_ms", type=float, default=0.0, help="the server's micro-batching window")
     parser.add_argument("--redis", default=os.environ.get("RECBOLE_LRU_TEST_REDIS"),
                         help="redis://HOST:PORT/DB for the Redis cells (default: $RECBOLE_LRU_TEST_REDIS; none: skipped)")
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
@@ -320,21 +338,27 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.worker_port is not None:
-        serve_worker(args.folder, args.redis, args.worker_port)
+        serve_worker(args.folder, args.redis, args.worker_port, args.batch_window_ms)
         return 0
 
     folder = tempfile.mkdtemp(prefix="bench_serving_")
     result = {"command": " ".join(["python", "benchmarks/bench_serving.py"] + sys.argv[1:]),
-              "machine_before": machine(),
+              "commit": report.git("rev-parse", "HEAD"), "uncommitted_changes": report.git(
+                  "status", "--porcelain", "--", "recbole_lru/serving", "recbole_lru/serve.py", "benchmarks/bench_serving*"),
+              "machine_before": report.machine(),
               "setup": {"n_items": N_ITEMS, "hidden_size": HIDDEN, "users_per_cell": USERS, "k": 10,
                         "lrurec": "2 LRU blocks, state 2x128 complex64 + output 64 float32 per user",
                         "sasrec": "RecBole SASRec, 2 layers, 2 heads, inner 256, max length = history",
                         "stores": "sqlite-normal: WAL, synchronous=NORMAL; sqlite-full: synchronous=FULL "
-                                  "(fsync per commit); redis: Lua compare-and-set"}}
+                                  "(fsync per commit); redis: Lua compare-and-set",
+                        "http_clients": args.clients, "histories": list(HISTORIES), "batch_window_ms": args.batch_window_ms,
+                        "lrurec_step": "precomputed inference step (recbole_lru.serving.fast_step); the "
+                                       "floor_step_topk floor runs the model's own step()"}}
     print("preloading histories ...", flush=True)
     bundle, cells = build_cells(folder, args.redis, preload=True)
     print("in-process (interleaved) ...", flush=True)
-    result["in_process"], result["floor_step_topk"] = run_in_process(bundle, cells, args.requests, args.budget_s)
+    result["in_process"], result["floor_step_topk"], result["floor_fast_step_topk"] = run_in_process(
+        bundle, cells, args.requests, args.budget_s)
     normal = {n: c for n, c in cells.items() if c["store"] == "sqlite-normal"}
     result["in_process_batched"] = run_batched(bundle, normal, args.batch, args.batch_requests, args.budget_s)
     for r in result["in_process"] + result["in_process_batched"]:
@@ -345,7 +369,8 @@ def main(argv=None) -> int:
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, os.path.abspath(__file__), "--folder", folder, "--worker_port", str(port)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--folder", folder, "--worker_port", str(port),
+           "--batch_window_ms", str(args.batch_window_ms)]
     if args.redis:
         cmd += ["--redis", args.redis]
     server = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -362,26 +387,30 @@ def main(argv=None) -> int:
                 time.sleep(0.5)
         names = [n for n, c in cells.items() if c["store"] == "sqlite-normal"]
         print("http ...", flush=True)
-        result["http"] = run_http(cells, bundle.tokens, port, args.clients, args.http_requests, args.http_budget_s, names)
-        result["http"] += run_http(cells, bundle.tokens, port, 1, args.http_requests, args.http_budget_s,
-                                   ["LRURec-200-sqlite-normal", "SASRec-200-sqlite-normal"])
-        result["http_batched"] = run_http(cells, bundle.tokens, port, args.clients, args.http_requests // 4,
-                                          args.http_budget_s, names, batch=USERS // args.clients)
+        pair = ["LRURec-200-sqlite-normal", "SASRec-200-sqlite-normal"]
+        http = functools.partial(run_http, cells, bundle.tokens, port, budget_s=args.http_budget_s)
+        result["http"] = http(clients=args.clients, requests=args.http_requests, names=names)
+        result["http"] += (http(clients=1, requests=args.http_requests, names=pair)
+                           + http(clients=args.many_clients, requests=2 * args.http_requests, names=pair))
+        result["http_unbatched"] = [r for n in (args.clients, args.many_clients) for r in http(
+            clients=n, requests=args.http_requests * (1 + (n == args.many_clients)), names=pair, batching=False)]
+        result["http_batched"] = http(clients=args.clients, requests=args.http_requests // 4, names=names,
+                                      batch=USERS // args.clients)
     finally:
         server.terminate()
         server.wait()
-    result["ratios"] = ratios(result["in_process"], result["in_process_batched"], result["http"],
-                              result["http_batched"], result["floor_step_topk"])
-    result["machine_after"] = machine()
+    result["ratios"] = report.ratios(result, args.clients)
+    result["machine_after"] = report.machine()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)
-    plot(result, os.path.splitext(args.out)[0] + ".png")
+    report.plot(result, os.path.splitext(args.out)[0] + ".png")
     print(json.dumps(result["ratios"], indent=1))
     for c in cells.values():
         if c["store"] == "redis":
             c["rec"].store.clear()
         c["rec"].close()
+    shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

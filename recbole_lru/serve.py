@@ -14,9 +14,9 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per request")
-    parser.add_argument("--batch_window_ms", type=float, default=1.0,
-                        help="micro-batching: how long an idle server waits for more requests to serve "
-                             "them in one batched call (requests arriving during a batch always join the next)")
+    parser.add_argument("--batch_window_ms", type=float, default=0.0,
+                        help="micro-batching: how long an idle server waits for more requests to serve them "
+                             "in one batched call (0: none; requests arriving during a batch join the next)")
     parser.add_argument("--no_batching", action="store_true", help="serve every request on its own")
     parser.add_argument("--log_level", default="warning")
     args = parser.parse_args(argv)

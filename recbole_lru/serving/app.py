@@ -18,8 +18,9 @@ out of range or a body that does not parse, 409 when concurrent writers kept a u
 when the store is unreachable (or holds states of another model).
 
 Handlers check their request (tokens, ``k``) and then, by default, hand it to a
-:class:`~.batcher.MicroBatcher`: requests arriving within ``batch_window_ms`` of each other (or
-while the previous batch runs) are served by one batched step, one commit and one scoring product,
+:class:`~.batcher.MicroBatcher`: requests arriving within ``batch_window_ms`` of each other (0, the
+default: those already received, and those arriving while the previous batch runs) are served by
+one batched step, one commit and one scoring product,
 each still all or nothing and in per-user order. ``batch_window_ms=None`` serves every request on
 its own in FastAPI's thread pool; the store's compare-and-set orders concurrent writers either way.
 """
@@ -69,7 +70,7 @@ def _describe(errors) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def create_app(recommender: ServingBase, batch_window_ms: float | None = 1.0, max_batch: int = 256) -> FastAPI:
+def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, max_batch: int = 256) -> FastAPI:
     """The app over ``recommender``; ``batch_window_ms``: see the module docstring (None: no
     micro-batching)."""
     app = FastAPI(title="recbole-lru serving",

@@ -122,7 +122,7 @@ class ServingBase:
         users = list(per_user)
         for _ in range(self.max_retries):
             t = time.perf_counter()
-            records = self.store.load(users)
+            records = self.store.load(users, seen=False)
             self.timer.add("store_load", t)
             blobs = self._new_states(users, per_user, records)
             t = time.perf_counter()

@@ -56,6 +56,7 @@ def test_long_histories_append_in_order(store_kind, tmp_path):
             expected += ids
             version += size
             assert store.load(["long"])[0] == type(store.load(["long"])[0])(version, b"s", ids_bytes(*expected))
+            assert store.load(["long", "nobody"], seen=False) == [type(store.load(["long"])[0])(version, b"s", b""), None]
     finally:
         store.clear()
         store.close()
@@ -100,8 +101,8 @@ class CutIn(StateStore):
     def attach(self, namespace):
         self.inner.attach(namespace)
 
-    def load(self, users):
-        return self.inner.load(users)
+    def load(self, users, seen=True):
+        return self.inner.load(users, seen=seen)
 
     def commit(self, updates):
         if self.cut_in is not None:

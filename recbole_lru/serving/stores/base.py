@@ -51,8 +51,9 @@ class StateStore:
     def attach(self, namespace: str) -> None:
         raise NotImplementedError
 
-    def load(self, users: Sequence[str]) -> list[StoredUser | None]:
-        """The rows of ``users`` (None for a user never seen), read at one point in time."""
+    def load(self, users: Sequence[str], seen: bool = True) -> list[StoredUser | None]:
+        """The rows of ``users`` (None for a user never seen), read at one point in time;
+        ``seen=False`` leaves ``seen`` empty (a write needs only the version and the state)."""
         raise NotImplementedError
 
     def commit(self, updates: Sequence[Update]) -> bool:

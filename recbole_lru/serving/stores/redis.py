@@ -57,13 +57,14 @@ class RedisStore(StateStore):
             raise StoreError("the store is not attached to a model; Recommender(...) attaches it")
         return self._base + user
 
-    def load(self, users: Sequence[str]) -> list[StoredUser | None]:
+    def load(self, users: Sequence[str], seen: bool = True) -> list[StoredUser | None]:
         pipe = self.client.pipeline(transaction=True)
+        fields = ("v", "st", "seen") if seen else ("v", "st")
         for u in users:
-            pipe.hmget(self._key(u), "v", "st", "seen")
+            pipe.hmget(self._key(u), *fields)
         out = []
-        for version, state, seen in self._call(pipe.execute):
-            out.append(None if version is None else StoredUser(int(version), state, seen or b""))
+        for version, state, *items in self._call(pipe.execute):
+            out.append(None if version is None else StoredUser(int(version), state, (items or [b""])[0] or b""))
         return out
 
     def commit(self, updates: Sequence[Update]) -> bool:

@@ -102,7 +102,7 @@ class SQLiteStore(StateStore):
                              f"this bundle's is {namespace}); use a new file for this bundle")
         self.namespace = namespace
 
-    def load(self, users: Sequence[str]) -> list[StoredUser | None]:
+    def load(self, users: Sequence[str], seen: bool = True) -> list[StoredUser | None]:
         conn, found = self._reader(), {}
         unique = list(dict.fromkeys(users))
         # one read transaction: every row comes from the same snapshot
@@ -113,8 +113,8 @@ class SQLiteStore(StateStore):
                 marks = ",".join("?" * len(part))
                 rows = conn.execute(f"SELECT user, version, state FROM users WHERE user IN ({marks})", part).fetchall()
                 chunks = {}
-                for user, items in conn.execute(
-                        f"SELECT user, items FROM seen WHERE user IN ({marks}) ORDER BY user, chunk", part):
+                query = f"SELECT user, items FROM seen WHERE user IN ({marks}) ORDER BY user, chunk"
+                for user, items in (conn.execute(query, part) if seen else ()):
                     chunks.setdefault(user, []).append(bytes(items))
                 for user, version, state in rows:
                     found[user] = StoredUser(version, bytes(state), b"".join(chunks.get(user, ())))
