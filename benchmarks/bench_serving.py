@@ -173,6 +173,7 @@ def run_batched(bundle, cells, batch: int, requests: int, budget_s: float) -> li
     for r in rows:
         r["batch"] = batch
         r["interactions_per_s"] *= batch
+        r["interactions_per_s_at_p50"] *= batch
     return rows
 
 
