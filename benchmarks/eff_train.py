@@ -3,7 +3,8 @@
     python benchmarks/eff_train.py [--quick] [--summaries-only] [--out results/efficiency_train.json]
 
 (a) Seconds per epoch and wall time to the best validation Recall@10, read from the comparison
-harness's ``results/<dataset>/summary.json`` (full training runs are too long to redo here): LRURec vs
+harness's one-protocol runs, ``results/<dataset>_fair/<dataset>/summary.json`` (see ``SUMMARIES``;
+full training runs are too long to redo here): LRURec vs
 SASRecWS (both whole-sequence), LRURec:prefix vs SASRec (both prefix rows) where present, and the time
 to the best validation Recall@10 both models reached.
 (b) Measured here: one optimizer step (forward, backward, clipping as configured, the trainer's
@@ -37,8 +38,17 @@ def add_arguments(p):
     p.add_argument("--summaries-only", action="store_true", help="only read the comparison summaries (no step timing)")
 
 
+# The comparison runs the time ratios are read from: every model trained under one optimisation
+# protocol (AdamW, decoupled decay on weights and embeddings, clipping 5), each run's COMMAND.sh beside it
+SUMMARIES = {  # dataset -> (key suffix, folder under results/)
+    "ml-1m-pos4": ("ml-1m-pos4", "ml-1m-pos4_fair"),
+    "amazon-video-games": ("video", "video_fair"),
+    "amazon-beauty": ("beauty", "beauty_fair"),
+}
+
+
 def read_summary(results_dir, dataset):
-    path = os.path.join(results_dir, dataset, "summary.json")
+    path = os.path.join(results_dir, SUMMARIES[dataset][1], dataset, "summary.json")
     if not os.path.exists(path):
         return None, f"{os.path.relpath(path, REPO)} does not exist (no comparison run for {dataset} yet)"
     try:
@@ -90,7 +100,10 @@ def summary_block(dataset, suffix, args, out, notes):
     rows = {}
     for name, row in ((summary or {}).get("models") or {}).items():
         rows[name] = {k: row.get(k) for k in ("regime", "seconds_per_epoch", "seconds_to_best", "epochs_to_best",
-                                              "epochs_run", "stopped_by", "error", "learner", "weight_decay")}
+                                              "epochs_run", "stopped_by", "error")}
+        opt = row.get("optimization") or {}
+        rows[name]["learner"] = opt.get("optimizer")
+        rows[name]["weight_decay"] = f"{opt.get('weight_decay')} {opt.get('decay')}" if opt else None
         rows[name]["test_recall@10"] = (row.get("test") or {}).get("recall@10")
     pairs = [
         (f"train_epoch_ratio_sasrec_over_lrurec_{suffix}", "SASRecWS", "LRURec", "seconds_per_epoch"),
@@ -175,7 +188,7 @@ def step_times(dataset, suffix, n_catalogue, max_len, args, out, notes, rng):
 
 def run(args, out, notes, details):
     det = details[CLAIM] = {"summaries": {}, "steps": {}}
-    for dataset, (suffix, _, _) in DATASETS.items():
+    for dataset, (suffix, _) in SUMMARIES.items():
         det["summaries"][dataset] = summary_block(dataset, suffix, args, out, notes)
     if args.summaries_only:
         return
@@ -188,7 +201,7 @@ def markdown(details, fmt):
     det = details.get(CLAIM)
     if not det:
         return []
-    lines = ["## Training cost", "", "From the comparison runs (`results/<dataset>/summary.json`):", "",
+    lines = ["## Training cost", "", "From the comparison runs under one optimisation protocol (`results/*_fair/<dataset>/summary.json`):", "",
              "| dataset | model | regime | learner | weight decay | s/epoch | s to best | epochs to best | test Recall@10 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for ds, s in det["summaries"].items():

@@ -15,7 +15,7 @@ import subprocess
 
 from .atomic import atomic_write
 
-__all__ = ["machine_info", "git_info", "json_safe", "atomic_write_json", "atomic_write_text"]
+__all__ = ["machine_info", "git_info", "json_safe", "portable_paths", "atomic_write_json", "atomic_write_text"]
 
 
 def _cpu_model() -> str | None:
@@ -118,6 +118,25 @@ def json_safe(obj):
         except (TypeError, ValueError, RuntimeError):
             pass
     return str(obj)
+
+
+def portable_paths(obj, cwd: str | None = None, home: str | None = None):
+    """A copy of ``obj`` whose absolute paths name no machine: a path under the home folder as
+    ``~/...``, any other absolute path relative to ``cwd`` (``../shared/datasets``). Result files
+    are committed and read on other machines, where this one's folders mean nothing."""
+    cwd = os.path.abspath(cwd or os.getcwd())
+    home = os.path.abspath(home or os.path.expanduser("~"))
+    if isinstance(obj, dict):
+        return {k: portable_paths(v, cwd, home) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [portable_paths(v, cwd, home) for v in obj]
+    if not isinstance(obj, str) or not os.path.isabs(obj) or "\n" in obj:
+        return obj
+    path = os.path.normpath(obj)
+    inside = lambda folder: path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)  # noqa: E731
+    if not inside(cwd) and home != os.sep and inside(home):
+        return "~" + path[len(home):]
+    return os.path.relpath(path, cwd)
 
 
 def atomic_write_text(path, text: str) -> None:

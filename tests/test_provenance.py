@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_lru.provenance import atomic_write_json, git_info, json_safe, machine_info
+from recbole_lru.provenance import atomic_write_json, git_info, json_safe, machine_info, portable_paths
 
 
 class Color(enum.IntEnum):
@@ -65,3 +65,13 @@ def test_machine_info_has_no_paths():
     info = machine_info()
     assert info["cpu_count"] == os.cpu_count() and info["torch"] == torch.__version__
     assert not any(isinstance(v, str) and os.sep + "work" in v for v in info.values())
+
+
+def test_portable_paths_name_no_machine_folder():
+    obj = {"data": "/srv/x/shared/datasets/ml-100k", "work": "/home/u/.cache/runs/a", "here": "/srv/x/main/saved/m.pth",
+           "rel": "saved/m.pth", "url": "redis://h:1/0", "text": "/a\n/b", "n": [1, "/srv/x/main"]}
+    out = portable_paths(obj, cwd="/srv/x/main", home="/home/u")
+    assert out == {"data": "../shared/datasets/ml-100k", "work": "~/.cache/runs/a", "here": "saved/m.pth",
+                   "rel": "saved/m.pth", "url": "redis://h:1/0", "text": "/a\n/b", "n": [1, "."]}
+    # a checkout inside the home folder: its own files stay relative to it
+    assert portable_paths("/home/u/repo/saved", cwd="/home/u/repo", home="/home/u") == "saved"

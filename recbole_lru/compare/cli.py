@@ -5,6 +5,7 @@ import argparse
 import shlex
 import sys
 
+from ..provenance import portable_paths
 from ..quick_start import parse_overrides
 from .entries import DEFAULT_MODELS, parse_models
 from .optim import LEARNERS
@@ -62,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _portable_arg(arg: str) -> str:
+    """A command-line word as the record keeps it: ``--out=/home/u/x`` -> ``--out=~/x``."""
+    key, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    return key + eq + portable_paths(value)
+
+
 def main(argv=None) -> int:
     """Command line; returns 0 when every model finished, 1 when some failed, 2 on bad arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -72,7 +79,7 @@ def main(argv=None) -> int:
     args, rest = parser().parse_known_args(argv)
     try:
         overrides = parse_overrides(rest)
-        command = "python -m recbole_lru.compare " + " ".join(shlex.quote(a) for a in argv)
+        command = "python -m recbole_lru.compare " + " ".join(shlex.quote(_portable_arg(a)) for a in argv)
         summary = compare(
             args.dataset, args.models, data_path=args.data_path, out=args.out, max_len=args.max_len,
             epochs=args.epochs, stopping_step=args.stopping_step, valid_metric=args.valid_metric,

@@ -15,7 +15,7 @@ import time
 
 from filelock import FileLock
 
-from ..provenance import atomic_write_json, json_safe
+from ..provenance import atomic_write_json, json_safe, portable_paths
 
 __all__ = ["METRIC_KEYS", "load_summary", "protocol_key", "is_done", "optimization_differs", "empty_row", "make_row",
            "update_summary"]
@@ -138,6 +138,7 @@ def update_summary(folder: str, dataset: str, protocol: dict, run_info: dict, lo
                    for r in summary["runs"]):
             summary["runs"].append(run_info)
         summary["models"].update(rows or {})
+        summary = portable_paths(json_safe(summary))
         atomic_write_json(os.path.join(folder, "summary.json"), summary)
         write_report(summary, folder, log, plots=plots)
     return summary

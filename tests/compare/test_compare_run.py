@@ -219,6 +219,9 @@ def test_time_budget_stops_at_an_epoch_boundary_and_tests_best_weights(tmp_path)
     assert row["epochs_to_best"] == 1
     assert all(isinstance(row[part][k], float) for part in ("test", "best_valid") for k in METRIC_KEYS)
     assert "time budget" in (out / "tiny" / "summary.md").read_text()
+    # a committed record names no folder of the machine that wrote it
+    text = (out / "tiny" / "summary.json").read_text()
+    assert str(tmp_path) not in text and os.getcwd() not in text and '"/' not in text
 
 
 def test_a_budget_stopped_run_continues_under_a_larger_budget_as_if_never_stopped(tmp_path):
