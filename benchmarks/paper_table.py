@@ -1,6 +1,6 @@
 """Our Video numbers next to the LRURec paper's Table 3.
 
-    python benchmarks/paper_table.py [--summary results/amazon-video-games/summary.json] [--summary MORE.json ...]
+    python benchmarks/paper_table.py [--summary results/archive/amazon-video-games/summary.json] [--summary MORE.json ...]
 
 Reads the comparison harness's summaries (rows of several runs of one dataset, the first file's
 folder receiving the output) and writes ``paper_comparison.md`` and ``paper_comparison.json``:
@@ -175,7 +175,7 @@ def render(summary: dict, rows: dict, selected: dict | None = None, repeats: lis
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summary", action="append",
-                   help="a harness summary.json (repeatable; default results/amazon-video-games/summary.json); "
+                   help="a harness summary.json (repeatable; default results/archive/amazon-video-games/summary.json); "
                         "the output goes beside the first")
     args = p.parse_args(argv)
     paths = args.summary or [os.path.join(REPO, "results", "amazon-video-games", "summary.json")]
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     for path in paths:
         if not os.path.isfile(path):
             print(f"error: {path} not found; run the Video comparison first "
-                  f"(results/amazon-video-games/COMMAND.sh)", file=sys.stderr)
+                  f"(results/archive/amazon-video-games/COMMAND.sh)", file=sys.stderr)
             return 2
         with open(path) as fh:
             one = json.load(fh)

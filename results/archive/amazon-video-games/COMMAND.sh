@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
+# ARCHIVED (results/archive/README.md): the rows beside this file came from earlier code, mostly from
+# uncommitted trees; this records what was run, and rerunning it trains today's code instead.
 # Paper protocol on Video (LRURec paper, Table 3): leave-one-out, full ranking, history masked, max length 50,
 # whole-sequence training (one row per user), AdamW weight decay 1e-2. Every model gets the same training-time
 # budget (3300 s, stopping at an epoch boundary; early stopping on validation Recall@10, patience 10).
 # Run on a shared 2-core CPU with one torch thread per model, two harness processes side by side.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 SHARED=(--dataset amazon-video-games --data_path ../shared/datasets --mask_history --epochs 200 --stopping_step 10
         --threads 1 --time_budget 3300 --hidden_dropout_prob=0.2 --attn_dropout_prob=0.2 --weight_decay=0.01
         --eval_batch_size=2048 --out results)
@@ -32,6 +34,6 @@ for seed in 1 2; do
     --model_config LRURec@$L:hidden_dropout_prob=0.4 --model_config LRURec@$L:attn_dropout_prob=0.4 \
     --model_config LRURec@$L:first_item_target=True --model_config LRURec@$L:seed=$seed
 done
-# 7. the table against the paper, with the dropout-0.4 row of results/video_dropout_sweep (its own COMMAND.sh)
-python benchmarks/paper_table.py --summary results/amazon-video-games/summary.json \
-  --summary results/video_dropout_sweep/amazon-video-games/summary.json
+# 7. the table against the paper, with the dropout-0.4 row of results/archive/video_dropout_sweep (its own COMMAND.sh)
+python benchmarks/paper_table.py --summary results/archive/amazon-video-games/summary.json \
+  --summary results/archive/video_dropout_sweep/amazon-video-games/summary.json

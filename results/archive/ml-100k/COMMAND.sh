@@ -1,3 +1,5 @@
+# ARCHIVED (results/archive/README.md): the rows beside this file came from earlier code, mostly from
+# uncommitted trees; this records what was run, and rerunning it trains today's code instead.
 # ml-100k side by side: leave-one-out, full ranking, history masked, max length 50, Recall@10 early
 # stopping (patience 5, at most 40 epochs). Whole-sequence regime for LRURec, LinRec (causal) and SASRecWS;
 # RecBole's prefix regime for the zoo models that support only that. GRU4Rec (prefix rows, ~90 s per
