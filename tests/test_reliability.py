@@ -121,11 +121,7 @@ def test_cli_errors_from_a_real_process(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "header column 'item_id'" in proc.stderr
-    good = write_inter(tmp_path / "data", "tiny", tiny_rows())
-    proc = subprocess.run([*cmd, "--dataset=tiny", f"--data_path={good}", *SMALL, "--n_layers=0"],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "error: Invalid LRURec config: n_layers=0 must be an integer >= 1" in proc.stderr
+    # (the other errors' wording is checked in process above: the process adds only the exit path)
 
 
 # --------------------------------------------------------------------------------------------
