@@ -3,10 +3,10 @@ baseline), so that the models differ only in how they get a user's output vector
 
 Layout: the item matrix is stored once transposed and contiguous, (D, n_items), and scored with
 one ``addmm``. Measured on the 2-core AMD CPU this project runs on (one thread, 23,716 x 64):
-``h @ E.t()`` on the row-major embedding was 1.05-1.4x slower than the contiguous transpose at
-1-32 rows, and NumPy/OpenBLAS was no faster than torch at 4 and 32 rows (0.8x at one row, a
-difference of 0.02 ms), so one torch path is kept. Top-k is ``torch.topk`` (``np.argpartition``
-was 7-9x slower). Seen items are masked with one ``index_fill_`` on flat positions.
+``h @ E.t()`` on the row-major embedding was 1.4x slower than the contiguous transpose for one row
+and within 6% for 4 and 32 rows; NumPy/OpenBLAS was 0.02 ms faster for one row and 25% slower for
+32, so one torch path is kept. Top-k is ``torch.topk`` (``np.argpartition`` was 7-9x slower).
+Seen items are masked with one ``index_fill_`` on flat positions.
 """
 from __future__ import annotations
 
