@@ -20,6 +20,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no_batching", action="store_true", help="serve every request on its own")
     parser.add_argument("--log_level", default="warning")
     args = parser.parse_args(argv)
+    if args.batch_window_ms < 0:
+        parser.error(f"--batch_window_ms must be >= 0, got {args.batch_window_ms}")
 
     import torch
     import uvicorn
@@ -33,8 +35,6 @@ def main(argv=None) -> int:
     except (BundleError, StoreError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.batch_window_ms < 0:
-        parser.error(f"--batch_window_ms must be >= 0, got {args.batch_window_ms}")
     app = create_app(recommender, batch_window_ms=None if args.no_batching else args.batch_window_ms)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     recommender.close()

@@ -10,7 +10,8 @@
 #   results/serving.json + results/serving.png  at commit ffca0807ba986b1073c89f1fdd746c76ec46dc21
 #   results/serving_repeat.json + .png          at commit fcc9b5ae996c40745422f6e6d0359f7080ac1ec8
 # Both commits hold the same serving code (recbole_lru/serving, recbole_lru/serve.py and
-# benchmarks/bench_serving*.py as of 8f658d7); later commits changed comments and docstrings only.
+# benchmarks/bench_serving*.py as of 8f658d7); later commits changed comments and docstrings, and
+# when recbole_lru/serve.py (not used by the benchmark) checks --batch_window_ms.
 # From the repository root (the diff shows what differs from the recorded runs, if anything):
 git diff --stat ffca0807ba986b1073c89f1fdd746c76ec46dc21 -- recbole_lru/serving recbole_lru/serve.py \
     benchmarks/bench_serving.py benchmarks/bench_serving_report.py
