@@ -8,6 +8,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the script runs for real")
 def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "gpu"))

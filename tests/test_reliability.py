@@ -112,6 +112,7 @@ def test_cli_config_out_of_range(model, setting, capsys, tiny_data):
     assert f"Invalid {model} config" in err and "Fix the value" in err
 
 
+@pytest.mark.slow
 def test_cli_errors_from_a_real_process(tmp_path):
     """The same through ``python run_recbole_lru.py``: exit status 2, no traceback."""
     data_path = write_inter(tmp_path / "data", "broken", tiny_rows(), header="user_id:token\titem_id\ttimestamp:float")

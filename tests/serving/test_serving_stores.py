@@ -213,6 +213,7 @@ def test_sqlite_acknowledged_writes_are_in_the_file(group_commit_ms, tmp_path):
         reopened.close()
 
 
+@pytest.mark.slow
 def test_an_unreachable_store_is_a_503(tmp_path):
     # a Redis server of our own, stopped under a running service: a JSON 503 naming the store
     import shutil
