@@ -24,7 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from recbole_lru import distributed  # noqa: E402
+from recbole_lru import launch  # noqa: E402
 
 
 def fit(local_rank, dicts, threads):
@@ -63,14 +63,14 @@ def fit(local_rank, dicts, threads):
 
 
 def contender(name, nproc, threads, base):
-    port = distributed.free_port()
+    port = launch.free_port()
     if nproc == 1:
         dicts = [base]  # no local_rank: RecBole's single process
     else:
-        dicts = [distributed.distributed_config(base, r, nproc, nproc, "127.0.0.1", port, 0) for r in range(nproc)]
+        dicts = [launch.distributed_config(base, r, nproc, nproc, "127.0.0.1", port, 0) for r in range(nproc)]
     load_before = os.getloadavg()[0]
     t = time.perf_counter()
-    result = distributed.launch(fit, (dicts, threads), nproc=nproc)[0]
+    result = launch.launch(fit, (dicts, threads), nproc=nproc)[0]
     result.update(name=name, processes=nproc, threads_per_process=threads, wall_seconds=time.perf_counter() - t,
                   load_average_before=load_before, load_average_after=os.getloadavg()[0])
     mean = sum(result["epoch_seconds"]) / len(result["epoch_seconds"])

@@ -16,9 +16,9 @@ weighs each rank by its number of batches. This module provides:
   so every row is used once per epoch and every rank runs the same number of steps;
 * :func:`evaluate`: each rank ranks its own contiguous block of users, the per-user results are
   gathered and every rank computes the metrics of all users, each counted once;
-* collectives the trainer uses to stop together (:func:`any_rank`, :func:`from_main`) and
-  :func:`launch`, which starts the processes of one machine with a timeout and re-raises the
-  first error a process met.
+* collectives the trainer uses to stop together (:func:`any_rank`, :func:`from_main`).
+
+Starting the processes of a run (``run``, ``launch``) is :mod:`recbole_lru.launch`'s job.
 """
 from __future__ import annotations
 
@@ -30,11 +30,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .launch import free_port, launch
-
 __all__ = ["DistributedSetupError", "BACKENDS", "PATCHES", "install", "uninstall", "init_device",
            "choose_backend", "is_distributed", "is_main", "any_rank", "from_main", "shard_batches",
-           "ShardedTrainData", "evaluate", "distributed_config", "launch", "free_port", "patch_owner"]
+           "ShardedTrainData", "evaluate", "patch_owner"]
 
 BACKENDS = ("gloo", "nccl", "mpi")
 
@@ -305,54 +303,3 @@ def evaluate(trainer, eval_data, load_best_model=True, model_file=None, show_pro
     result = trainer.evaluator.evaluate(struct)
     trainer.wandblogger.log_eval_metrics(result, head="eval")
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# One machine's processes of a run
-# --------------------------------------------------------------------------------------------
-def distributed_config(config_dict, local_rank, nproc, world_size, ip, port, group_offset) -> dict:
-    """The keys that make RecBole's Config join a process group (RecBole's names)."""
-    return {**(config_dict or {}), "local_rank": local_rank, "nproc": nproc, "world_size": world_size,
-            "ip": ip, "port": str(port), "offset": group_offset}
-
-
-def _pipeline(local_rank, model, dataset, config_file_list, config_dict, saved, resume):
-    """RecBole's run_recbole in one process of the group (plus resume); rank 0's result counts."""
-    from recbole.config import Config
-    from recbole.utils import get_model, get_trainer, init_seed
-
-    from .quick_start import fit_and_test, prepare_data  # at call time: quick_start imports this module in run()
-
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-
-    # only the first process of a machine writes a log file
-    _, train_data, valid_data, test_data = prepare_data(config, write_log=is_main(config))
-    init_seed(config["seed"] + dist.get_rank(), config["reproducibility"])  # own dropout per process
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    if resume:
-        trainer.resume_checkpoint(resume)
-    return fit_and_test(trainer, config, train_data, valid_data, test_data, saved)
-
-
-def run(model, dataset, config_file_list=None, config_dict=None, saved=True, nproc=2, world_size=-1,
-        ip="localhost", port="5678", group_offset=0, resume=None, timeout=None):
-    """``recbole.quick_start.run`` with ``nproc`` processes on this machine, on CPU or GPUs.
-
-    ``world_size`` counts the processes of all machines (default ``nproc``); this machine's
-    processes take global ranks ``group_offset .. group_offset + nproc - 1``. Returns the result
-    of this machine's first process.
-    """
-    world_size = nproc if world_size in (None, -1) else int(world_size)
-    if nproc < 1 or group_offset < 0 or group_offset + nproc > world_size:
-        raise DistributedSetupError(
-            f"--nproc={nproc} processes from rank --group_offset={group_offset} do not fit in "
-            f"--world_size={world_size}; each machine's offset + nproc must be at most world_size.")
-    dicts = [distributed_config(config_dict, r, nproc, world_size, ip, port, group_offset) for r in range(nproc)]
-    # every process gets the same arguments; its own dict is picked by local rank
-    results = launch(_rank_pipeline, (model, dataset, config_file_list, dicts, saved, resume), nproc, timeout)
-    return results[0]
-
-
-def _rank_pipeline(local_rank, model, dataset, config_file_list, dicts, saved, resume):
-    return _pipeline(local_rank, model, dataset, config_file_list, dicts[local_rank], saved, resume)

@@ -9,6 +9,8 @@ import re
 import sys
 from logging import getLogger
 
+from .pipeline import fit_and_test, prepare_data
+
 
 __all__ = ["run", "run_hyper", "parse_overrides", "load_data_and_model", "check_config_files", "fit_and_test", "prepare_data",
            "CALLER_ONLY_KEYS", "ConfigFileError"]
@@ -85,7 +87,7 @@ def run(model: str, dataset: str, config_file_list=None, config_dict=None, saved
 
     Without ``resume`` this is ``recbole.quick_start.run``. With ``resume=<checkpoint>`` training
     continues from that checkpoint (RecBole's ``Trainer.resume_checkpoint``). With ``nproc > 1`` or
-    ``world_size > 0`` it runs :func:`recbole_lru.distributed.run` (also with ``resume``).
+    ``world_size > 0`` it runs :func:`recbole_lru.launch.run` (also with ``resume``).
 
     Returns:
         RecBole's result dict: best_valid_score, best_valid_result, test_result, ...
@@ -94,9 +96,9 @@ def run(model: str, dataset: str, config_file_list=None, config_dict=None, saved
 
     check_config_files(config_file_list)
     if nproc != 1 or world_size > 0:
-        from . import distributed  # gloo on CPU, NCCL on GPUs, exact sharding, resume with N processes
+        from . import launch  # gloo on CPU, NCCL on GPUs, exact sharding, resume with N processes
 
-        return distributed.run(model, dataset, config_file_list, config_dict, saved=saved, nproc=nproc,
+        return launch.run(model, dataset, config_file_list, config_dict, saved=saved, nproc=nproc,
                                world_size=world_size, ip=ip, port=port, group_offset=group_offset,
                                resume=resume)
     if resume is None:
@@ -131,41 +133,6 @@ def _run_resumed(model, dataset, config_file_list, config_dict, saved, resume):
                                   f"with the config the run was started with. Details: {err}") from None
     logger.info(f"resumed from {resume}")
     return fit_and_test(trainer, config, train_data, valid_data, test_data, saved)
-
-
-def prepare_data(config, write_log: bool = True):
-    """The start of RecBole's ``run_recbole``: seed, logger, dataset, and its three loaders.
-
-    ``write_log=False`` skips the log file (the other processes of a distributed run).
-    Returns dataset, train_data, valid_data, test_data."""
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_logger, init_seed
-
-    init_seed(config["seed"], config["reproducibility"])
-    if write_log:
-        init_logger(config)
-    logger = getLogger()
-    logger.info(config)
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    return (dataset, *data_preparation(config, dataset))
-
-
-def fit_and_test(trainer, config, train_data, valid_data, test_data, saved: bool) -> dict:
-    """The end of RecBole's ``run_recbole``: train with validation, test the best (or last)
-    weights, log both, and return RecBole's result dict."""
-    logger = getLogger()
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved,
-                                                      show_progress=config["show_progress"])
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    logger.info(f"best valid : {best_valid_result}")
-    logger.info(f"test result: {test_result}")
-    return {
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-    }
 
 
 def run_hyper(model: str, dataset: str, params_file: str, config_file_list=None, config_dict=None,

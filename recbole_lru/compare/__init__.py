@@ -29,7 +29,7 @@ The parts, in the order a run meets them:
 """
 from .entries import DEFAULT_MODELS, ModelEntry, apply_model_configs, parse_models, safe_name
 from .run import DEFAULT_OUT, compare
-from .summary import METRIC_KEYS
+from .protocol import METRIC_KEYS
 
 __all__ = ["DEFAULT_MODELS", "DEFAULT_OUT", "METRIC_KEYS", "ModelEntry", "parse_models", "apply_model_configs",
            "safe_name", "compare", "main", "render_markdown", "plot_summary"]

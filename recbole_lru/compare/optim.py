@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-__all__ = ["LEARNERS", "OPTIM_KEYS", "decay_mode", "optimization_record", "resolve_optimization",
+__all__ = ["LEARNERS", "OPTIM_KEYS", "build_config", "decay_mode", "optimization_record", "resolve_optimization",
            "check_like_for_like", "optimization_of_row"]
 
 LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")  # RecBole's _build_optimizer
@@ -23,6 +23,26 @@ _L2 = ("adam", "sgd", "adagrad", "rmsprop")
 # what the plugin's trainer decays when the model names its parameter groups
 DECAY_WEIGHTS_ONLY = "weights and embeddings (no biases, LayerNorm or LRU log parameters)"
 DECAY_ALL = "all parameters"
+
+
+def build_config(model: str, dataset: str, overrides: dict):
+    """RecBole's Config for ``model`` with ``overrides``; CE-loss models get no negative sampling,
+    models with another loss keep (or get) RecBole's uniform sampling, unless the overrides set it."""
+    from recbole.config import Config
+
+    cfg = dict(overrides)
+    user_set = "train_neg_sample_args" in cfg
+    if not user_set:
+        cfg["train_neg_sample_args"] = None
+    config = Config(model=model, dataset=dataset, config_dict=cfg)
+    if not user_set and config["loss_type"] != "CE":
+        del cfg["train_neg_sample_args"]
+        config = Config(model=model, dataset=dataset, config_dict=cfg)
+        sampling = (config["train_neg_sample_args"] or {}).get("distribution")
+        if sampling in (None, "none") and config["MODEL_INPUT_TYPE"].name == "PAIRWISE":
+            cfg["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+            config = Config(model=model, dataset=dataset, config_dict=cfg)
+    return config
 
 
 def decay_mode(learner, weight_decay) -> str:
@@ -79,8 +99,6 @@ def resolve_optimization(entries, dataset: str, shared: dict) -> dict:
     its own overrides. Returns ``{entry name: record}``; entries with an error are left out, and an
     entry whose config RecBole refuses gets that error (its row records it without running)."""
     from recbole.utils import get_model
-
-    from .worker import build_config
 
     out = {}
     with _no_command_line():

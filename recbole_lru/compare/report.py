@@ -17,7 +17,7 @@ import sys
 
 from ..provenance import atomic_write_text
 from .optim import DECAY_WEIGHTS_ONLY, optimization_of_row
-from .summary import METRIC_KEYS, protocol_key
+from .protocol import METRIC_KEYS, protocol_key
 
 __all__ = ["render_markdown", "plot_summary", "write_report", "main"]
 

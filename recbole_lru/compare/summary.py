@@ -16,13 +16,12 @@ import time
 from filelock import FileLock
 
 from ..provenance import atomic_write_json, json_safe, portable_paths
+from .protocol import METRIC_KEYS, protocol_key
+from .report import write_report
 
 __all__ = ["METRIC_KEYS", "load_summary", "protocol_key", "is_done", "optimization_differs", "empty_row", "make_row",
            "update_summary"]
 
-METRIC_KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "mrr@20"]
-# keys of the protocol that describe where things are, not how models are compared
-_PROTOCOL_LOCATION_KEYS = ("data_source",)
 # keys copied from a worker's result into its row when present
 _RESULT_KEYS = (
     "epochs_to_best", "seconds_to_best", "seconds_per_epoch", "params", "peak_rss_mb", "epochs_run", "stopped_by",
@@ -31,12 +30,6 @@ _RESULT_KEYS = (
     "dataset_class", "trainer_class", "resumable", "resumed_at_epochs", "optimization", "started_at",
     "finished_at", "machine", "config", "traceback",
 )
-
-
-def protocol_key(protocol: dict) -> dict:
-    """The part of a protocol that decides whether two rows are comparable. Keys set to None are
-    left out, so a key added to the protocol later (None by default) keeps older rows current."""
-    return {k: v for k, v in (protocol or {}).items() if k not in _PROTOCOL_LOCATION_KEYS and v is not None}
 
 
 def load_summary(path: str, dataset: str) -> dict:
@@ -127,8 +120,6 @@ def update_summary(folder: str, dataset: str, protocol: dict, run_info: dict, lo
                    plots: bool = True) -> dict:
     """Re-read summary.json under the folder's lock, put this run's protocol, run record and ``rows``
     in, write it back with its table (and plots); returns the merged summary."""
-    from .report import write_report
-
     os.makedirs(folder, exist_ok=True)
     with FileLock(os.path.join(folder, ".summary.lock")):
         summary = load_summary(os.path.join(folder, "summary.json"), dataset)

@@ -21,6 +21,7 @@ import time
 import traceback
 
 from ..provenance import atomic_write_json, json_safe, machine_info
+from .optim import build_config
 
 __all__ = ["build_config", "run_model", "run_spec", "worker_main", "config_fingerprint"]
 
@@ -38,26 +39,6 @@ def config_fingerprint(spec: dict) -> str:
     what = {"model": spec["model"], "dataset": spec["dataset"],
             "config": {k: v for k, v in spec["config"].items() if k not in _PLACE_KEYS}}
     return hashlib.sha256(json.dumps(json_safe(what), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def build_config(model: str, dataset: str, overrides: dict):
-    """RecBole's Config for ``model`` with ``overrides``; CE-loss models get no negative sampling,
-    models with another loss keep (or get) RecBole's uniform sampling, unless the overrides set it."""
-    from recbole.config import Config
-
-    cfg = dict(overrides)
-    user_set = "train_neg_sample_args" in cfg
-    if not user_set:
-        cfg["train_neg_sample_args"] = None
-    config = Config(model=model, dataset=dataset, config_dict=cfg)
-    if not user_set and config["loss_type"] != "CE":
-        del cfg["train_neg_sample_args"]
-        config = Config(model=model, dataset=dataset, config_dict=cfg)
-        sampling = (config["train_neg_sample_args"] or {}).get("distribution")
-        if sampling in (None, "none") and config["MODEL_INPUT_TYPE"].name == "PAIRWISE":
-            cfg["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
-            config = Config(model=model, dataset=dataset, config_dict=cfg)
-    return config
 
 
 def _read_progress(path: str, fingerprint: str, hooks) -> dict:
@@ -102,7 +83,7 @@ def run_model(spec: dict, out: dict) -> None:
     registry.register()
     from recbole.utils import get_model, get_trainer, init_seed
 
-    from ..quick_start import prepare_data
+    from ..pipeline import prepare_data
 
     work = spec["work"]
     fingerprint = config_fingerprint(spec)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import tiny_rows, write_inter
-from recbole_lru import distributed as D
+from recbole_lru import launch as L
 
 pytestmark = pytest.mark.slow
 
@@ -92,9 +92,9 @@ def _worker(local_rank, dicts, out_dir):
 
 def test_two_processes_train_every_row_once_and_evaluate_like_one(tmp_path):
     base = _config(tmp_path)
-    port = D.free_port()
-    dicts = [D.distributed_config(base, r, 2, 2, "127.0.0.1", port, 0) for r in range(2)]
-    ranks = D.launch(_worker, (dicts, str(tmp_path)), nproc=2, timeout=150)
+    port = L.free_port()
+    dicts = [L.distributed_config(base, r, 2, 2, "127.0.0.1", port, 0) for r in range(2)]
+    ranks = L.launch(_worker, (dicts, str(tmp_path)), nproc=2, timeout=150)
 
     for name, mode, extra in SPECS:
         key = f"{name}-{mode}"
@@ -119,8 +119,8 @@ def test_two_processes_train_every_row_once_and_evaluate_like_one(tmp_path):
 
 def test_rank0_writes_the_files_and_two_machines_resume(tmp_path):
     cfg = _config(tmp_path, epochs=3, hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
-    first = D.run("LRURec", "tiny", config_dict={**cfg, "time_budget": 1e-9}, nproc=2, ip="127.0.0.1",
-                  port=str(D.free_port()), timeout=120)
+    first = L.run("LRURec", "tiny", config_dict={**cfg, "time_budget": 1e-9}, nproc=2, ip="127.0.0.1",
+                  port=str(L.free_port()), timeout=120)
     assert first["test_result"]
     saved = sorted(os.listdir(tmp_path / "saved"), key=lambda f: f.endswith("-last.pth"))
     assert len(saved) == 2 and saved[1].endswith("-last.pth"), saved  # one best, one resumable
@@ -136,11 +136,11 @@ def test_rank0_writes_the_files_and_two_machines_resume(tmp_path):
     assert dict(single.evaluate(test, load_best_model=False)) == dict(first["test_result"])
 
     # two process groups on 127.0.0.1 form one world of 2, as two machines would
-    port, results, errors = str(D.free_port()), [None, None], []
+    port, results, errors = str(L.free_port()), [None, None], []
 
     def machine(k):
         try:
-            results[k] = D.run("LRURec", "tiny", config_dict=cfg, nproc=1, world_size=2, group_offset=k,
+            results[k] = L.run("LRURec", "tiny", config_dict=cfg, nproc=1, world_size=2, group_offset=k,
                                ip="127.0.0.1", port=port, resume=last, timeout=120)
         except Exception as err:  # surfaces in the main thread
             errors.append(err)
@@ -172,4 +172,4 @@ def _fail_on_rank1(local_rank, port):
 
 def test_one_failing_process_ends_the_run_with_its_own_error():
     with pytest.raises(ValueError, match="bad data in process 1"):
-        D.launch(_fail_on_rank1, (D.free_port(),), nproc=2, timeout=90)
+        L.launch(_fail_on_rank1, (L.free_port(),), nproc=2, timeout=90)

@@ -1,12 +1,12 @@
 """The command line and ``quick_start.run`` reach the multi-process and Ray code with every flag."""
 import pytest
 
-from recbole_lru import cli, distributed, quick_start, tune
+from recbole_lru import cli, launch, quick_start, tune
 
 
 def test_nproc_and_resume_go_to_the_distributed_run(monkeypatch):
     calls = []
-    monkeypatch.setattr(distributed, "run", lambda *a, **k: calls.append((a, k)) or {"ok": 1})
+    monkeypatch.setattr(launch, "run", lambda *a, **k: calls.append((a, k)) or {"ok": 1})
     assert quick_start.run("LRURec", "ml-100k", config_dict={"epochs": 1}, nproc=2, resume="x-last.pth") == {"ok": 1}
     (args, kwargs), = calls
     assert args[:2] == ("LRURec", "ml-100k") and kwargs["nproc"] == 2 and kwargs["resume"] == "x-last.pth"

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from recbole_lru import distributed as D
+from recbole_lru import launch as L
 
 
 @pytest.mark.parametrize("n,batch,world", [(41, 16, 2), (40, 16, 2), (33, 32, 2), (97, 10, 3), (5, 64, 4),
@@ -71,7 +72,7 @@ def test_cpu_machine_runs_cpu_processes_whatever_gpu_id_says(monkeypatch):
 
 def test_machines_that_do_not_fit_the_world_are_refused_before_starting():
     with pytest.raises(D.DistributedSetupError, match="do not fit in --world_size=2"):
-        D.run("LRURec", "ml-100k", nproc=2, world_size=2, group_offset=1)
+        L.run("LRURec", "ml-100k", nproc=2, world_size=2, group_offset=1)
 
 
 def test_registration_applies_the_patches_and_unregister_restores_recbole():
