@@ -64,9 +64,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _portable_arg(arg: str) -> str:
-    """A command-line word as the record keeps it: ``--out=/home/u/x`` -> ``--out=~/x``."""
+    """A command-line word as the record keeps it, quoted for a shell: ``--out=/home/u/x`` ->
+    ``--out=~/x`` (the ``~/`` left unquoted, so that pasting the command expands it)."""
     key, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
-    return key + eq + portable_paths(value)
+    value = portable_paths(value)
+    if value.startswith("~/"):
+        return shlex.quote(key + eq) + "~/" + shlex.quote(value[2:]) if key else "~/" + shlex.quote(value[2:])
+    return shlex.quote(key + eq + value)
 
 
 def main(argv=None) -> int:
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
     args, rest = parser().parse_known_args(argv)
     try:
         overrides = parse_overrides(rest)
-        command = "python -m recbole_lru.compare " + " ".join(shlex.quote(_portable_arg(a)) for a in argv)
+        command = "python -m recbole_lru.compare " + " ".join(_portable_arg(a) for a in argv)
         summary = compare(
             args.dataset, args.models, data_path=args.data_path, out=args.out, max_len=args.max_len,
             epochs=args.epochs, stopping_step=args.stopping_step, valid_metric=args.valid_metric,
