@@ -153,7 +153,16 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         **git_info(os.path.dirname(os.path.abspath(recbole_lru.__file__))),
         "models": [e.name for e in entries],
     }
-    summary = update_summary(folder, dataset, protocol, run_info, log, plots=False)
+    def report(plots=True):
+        """Writes the table (and plots) of a merged summary; imported when used, so that
+        ``python -m recbole_lru.compare.report`` finds its module not yet imported."""
+        def write(merged):
+            from .report import write_report
+
+            write_report(merged, folder, log, plots=plots)
+        return write
+
+    summary = update_summary(folder, dataset, protocol, run_info, written=report(plots=False))
 
     t_all = time.perf_counter()
     log(f"[compare] {dataset}: {len(entries)} model(s) -> {os.path.abspath(folder)}"
@@ -202,7 +211,7 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
                                            threads=threads, time_budget=time_budget, in_process=in_process)
             wall = time.perf_counter() - t0
             row = make_row(entry, result, protocol, shared, run_info, wall, log_rel, optimization.get(entry.name))
-            summary = update_summary(folder, dataset, protocol, run_info, log, rows={entry.name: row})
+            summary = update_summary(folder, dataset, protocol, run_info, rows={entry.name: row}, written=report())
             if row["error"]:
                 log(f"{tag}: FAILED after {wall:.1f}s: {row['error'][:300]}")
             else:
@@ -216,7 +225,7 @@ def compare(dataset: str, models=None, data_path: str | None = None, out: str = 
         if os.path.isdir(works) and not os.listdir(works):
             os.rmdir(works)
     if not any(os.path.isfile(os.path.join(folder, f)) for f in ("valid_ndcg_vs_time.png", "test_metrics.png")):
-        summary = update_summary(folder, dataset, protocol, run_info, log)
+        summary = update_summary(folder, dataset, protocol, run_info, written=report())
     failed = [n for n in (e.name for e in entries) if summary["models"].get(n, {}).get("error")]
     log(f"[compare] done in {time.perf_counter() - t_all:.1f}s; {len(entries) - len(failed)} ok"
         + (f", {len(failed)} failed ({', '.join(failed)})" if failed else "")

@@ -17,7 +17,6 @@ from filelock import FileLock
 
 from ..provenance import atomic_write_json, json_safe, portable_paths
 from .protocol import METRIC_KEYS, protocol_key
-from .report import write_report
 
 __all__ = ["METRIC_KEYS", "load_summary", "protocol_key", "is_done", "optimization_differs", "empty_row", "make_row",
            "update_summary"]
@@ -116,10 +115,11 @@ def make_row(entry, result: dict, protocol: dict, shared: dict, run_info: dict, 
     return json_safe(row)
 
 
-def update_summary(folder: str, dataset: str, protocol: dict, run_info: dict, log, rows: dict | None = None,
-                   plots: bool = True) -> dict:
+def update_summary(folder: str, dataset: str, protocol: dict, run_info: dict, rows: dict | None = None,
+                   written=None) -> dict:
     """Re-read summary.json under the folder's lock, put this run's protocol, run record and ``rows``
-    in, write it back with its table (and plots); returns the merged summary."""
+    in and write it back; ``written(summary)``, still under the lock, writes what is made from it
+    (the table and plots). Returns the merged summary."""
     os.makedirs(folder, exist_ok=True)
     with FileLock(os.path.join(folder, ".summary.lock")):
         summary = load_summary(os.path.join(folder, "summary.json"), dataset)
@@ -131,5 +131,6 @@ def update_summary(folder: str, dataset: str, protocol: dict, run_info: dict, lo
         summary["models"].update(rows or {})
         summary = portable_paths(json_safe(summary))
         atomic_write_json(os.path.join(folder, "summary.json"), summary)
-        write_report(summary, folder, log, plots=plots)
+        if written is not None:
+            written(summary)
     return summary
