@@ -176,11 +176,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summary", action="append",
                    help="a harness summary.json (repeatable; default results/archive/amazon-video-games/summary.json); "
-                        "the output goes beside the first")
+                        "the output goes beside the first. PATH@LABEL names that summary's rows MODEL@LABEL "
+                        "(two runs of one model)")
     args = p.parse_args(argv)
-    paths = args.summary or [os.path.join(REPO, "results", "amazon-video-games", "summary.json")]
+    paths = args.summary or [os.path.join(REPO, "results", "archive", "amazon-video-games", "summary.json")]
     rows, summary, sources = {}, None, []
     for path in paths:
+        path, at, label = path.rpartition("@") if "@" in os.path.basename(path) else (path, "", "")
+        path = path if at else label or path
         if not os.path.isfile(path):
             print(f"error: {path} not found; run the Video comparison first "
                   f"(results/archive/amazon-video-games/COMMAND.sh)", file=sys.stderr)
@@ -191,6 +194,7 @@ def main(argv=None) -> int:
         source = os.path.relpath(os.path.abspath(path), REPO)
         sources.append(source)
         for name, r in compare_rows(one, source).items():
+            name = f"{name}@{label}" if at else name
             if name in rows:
                 print(f"error: row {name!r} appears in two summaries ({rows[name]['source']} and {source}); "
                       f"give each run its own MODEL@label", file=sys.stderr)

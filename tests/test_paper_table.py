@@ -73,6 +73,15 @@ def test_selection_by_validation_and_several_summaries(tmp_path):
     assert "**LRURec@dropout0.4**" in (tmp_path / "a" / "paper_comparison.md").read_text()
     # one row name in two summaries is refused, not silently overwritten
     assert paper_table.main(["--summary", str(pa), "--summary", str(pa)]) == 2
+    # ... unless one summary's rows get a label: a second run of the same model, selectable
+    c = {"dataset": "amazon-video-games", "models": {
+        "SASRecWS": _row("SASRecWS", valid=0.06, **{"recall@10": 0.06, "ndcg@10": 0.03})}}
+    pc = tmp_path / "c" / "summary.json"
+    pc.parent.mkdir()
+    pc.write_text(json.dumps(c))
+    assert paper_table.main(["--summary", str(pa), "--summary", f"{pc}@dropout0.6"]) == 0
+    out = json.loads((tmp_path / "a" / "paper_comparison.json").read_text())
+    assert out["selected"]["SASRec"]["row"] == "SASRecWS@dropout0.6" and out["selected"]["SASRec"]["candidates"] == 2
 
 
 def test_other_seeds_are_repeats_not_candidates():

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The rows beside this file were recorded at commit 442f30d (a clean tree): check it out to reproduce
+# them exactly (later commits may train with other fast paths, e.g. SASRecWS's packed encoder).
 # Amazon Beauty (S3-Rec's 5-core version) under ONE optimisation protocol, to early stopping (no time budget):
 # LRURec and SASRecWS, both AdamW lr 1e-3, decoupled decay 1e-2 on weight matrices and embeddings only,
 # clipping 5, dropout 0.2, max length 50, full ranking, history masked, early stopping on validation

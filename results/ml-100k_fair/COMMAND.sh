@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The rows beside this file were recorded at commit 0c89969 (a clean tree): check it out to reproduce
+# them exactly (later commits may train with other fast paths, e.g. SASRecWS's packed encoder).
 # ml-100k (shipped inside RecBole) under ONE optimisation protocol: LRURec, SASRecWS and LinRec (causal,
 # whole sequence) with AdamW lr 1e-3 (--optimizer adamw; each model's own YAML decay and clipping,
 # recorded per row), and RecBole's GRU4Rec, FPMC and BPR (prefix regime) with the same optimiser;

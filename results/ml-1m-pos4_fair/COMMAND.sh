@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The rows beside this file were recorded at commit fbfc69a (a clean tree): check it out to reproduce
+# them exactly (later commits may train with other fast paths, e.g. SASRecWS's packed encoder).
 # ml-1m-pos4 (MovieLens-1M ratings >= 4, max length 200: the long-sequence case) under ONE optimisation
 # protocol: SASRecWS, LinRec (causal, whole sequence) and LRURec, all AdamW lr 1e-3, decoupled decay 1e-2
 # on weight matrices and embeddings only, clipping 5 (--optimizer adamw), dropout 0.2, full ranking,

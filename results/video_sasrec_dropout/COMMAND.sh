@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The rows beside this file were recorded at commit fcc9b5a (a clean tree): check it out to reproduce
+# them exactly (later commits may train with other fast paths, e.g. SASRecWS's packed encoder).
 # Video, SASRecWS at the paper's dropout for sparse Amazon sets (0.6), everything else as results/video_fair:
 # AdamW lr 1e-3, decoupled decay 1e-2 on weight matrices and embeddings only, clipping 5, full ranking,
 # history masked, early stopping on validation Recall@10 (patience 10), seed 2020, one thread.
