@@ -11,11 +11,12 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 
 from .atomic import atomic_write
 
-__all__ = ["machine_info", "git_info", "json_safe", "portable_paths", "atomic_write_json", "atomic_write_text"]
+__all__ = ["machine_info", "git_info", "json_safe", "portable_paths", "portable_text", "atomic_write_json", "atomic_write_text"]
 
 
 def _cpu_model() -> str | None:
@@ -137,6 +138,15 @@ def portable_paths(obj, cwd: str | None = None, home: str | None = None):
     if not inside(cwd) and home != os.sep and inside(home):
         return "~" + path[len(home):]
     return os.path.relpath(path, cwd)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/:])(/[^\s'\",;:()\[\]{}]+)")
+
+
+def portable_text(text: str, cwd: str | None = None, home: str | None = None) -> str:
+    """``text`` with every absolute path in it written as :func:`portable_paths` writes one (for
+    logs that are committed beside a result: RecBole prints its data and checkpoint folders)."""
+    return _ABSOLUTE_PATH.sub(lambda m: portable_paths(m.group(1), cwd, home), text)
 
 
 def atomic_write_text(path, text: str) -> None:

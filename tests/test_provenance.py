@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_lru.provenance import atomic_write_json, git_info, json_safe, machine_info, portable_paths
+from recbole_lru.provenance import atomic_write_json, git_info, json_safe, machine_info, portable_paths, portable_text
 
 
 class Color(enum.IntEnum):
@@ -75,3 +75,13 @@ def test_portable_paths_name_no_machine_folder():
                    "rel": "saved/m.pth", "url": "redis://h:1/0", "text": "/a\n/b", "n": [1, "."]}
     # a checkout inside the home folder: its own files stay relative to it
     assert portable_paths("/home/u/repo/saved", cwd="/home/u/repo", home="/home/u") == "saved"
+
+
+def test_portable_text_rewrites_paths_inside_a_log_and_nothing_else():
+    log = ("# run: /home/u/.venv/bin/python --_worker /home/u/.cache/r/spec.json\n"
+           "data_path = /srv/x/shared/datasets/v\ncheckpoint_dir = /srv/x/main/saved\n"
+           "3.2it/s, http://h/x, redis://127.0.0.1:6379/0, ~/kept, (/tmp/y)\n")
+    assert portable_text(log, cwd="/srv/x/main", home="/home/u") == (
+        "# run: ~/.venv/bin/python --_worker ~/.cache/r/spec.json\n"
+        "data_path = ../shared/datasets/v\ncheckpoint_dir = saved\n"
+        "3.2it/s, http://h/x, redis://127.0.0.1:6379/0, ~/kept, (../../../tmp/y)\n")

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-from ..provenance import atomic_write_text
+from ..provenance import atomic_write_text, portable_text
 from .optim import DECAY_WEIGHTS_ONLY, optimization_of_row
 from .protocol import METRIC_KEYS, protocol_key
 
@@ -203,11 +203,22 @@ def write_report(summary: dict, folder: str, log=print, plots: bool = True) -> N
         log(f"[compare] plotting failed: {type(err).__name__}: {err}")
 
 
+def _portable_logs(folder: str) -> None:
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name)
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        atomic_write_text(path, portable_text(text))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m recbole_lru.compare.report",
                                 description="Write summary.md and the plots beside a harness summary.json.")
     p.add_argument("summary", nargs="+", help="summary.json file(s)")
     p.add_argument("--no_plots", action="store_true", help="only summary.md")
+    p.add_argument("--portable_logs", action="store_true",
+                   help="also rewrite the machine's paths in logs/ beside it (home as ~/, others relative to "
+                        "the working folder), before committing them")
     args = p.parse_args(argv)
     for path in args.summary:
         try:
@@ -221,6 +232,8 @@ def main(argv=None) -> int:
             return 2
         folder = os.path.dirname(os.path.abspath(path))
         write_report(summary, folder, plots=not args.no_plots)
+        if args.portable_logs:
+            _portable_logs(os.path.join(folder, "logs"))
         print(f"{os.path.join(folder, 'summary.md')}" + ("" if args.no_plots else " and plots"))
     return 0
 

@@ -17,4 +17,4 @@ python -m recbole_lru.compare --dataset ml-100k --models LRURec,SASRecWS,LinRec:
 mkdir -p results/ml-100k_fair/ml-100k
 cp "$OUT/ml-100k/summary.json" results/ml-100k_fair/ml-100k/
 cp -r "$OUT/ml-100k/logs" results/ml-100k_fair/ml-100k/
-python -m recbole_lru.compare.report results/ml-100k_fair/ml-100k/summary.json
+python -m recbole_lru.compare.report --portable_logs results/ml-100k_fair/ml-100k/summary.json

@@ -23,4 +23,4 @@ python -m recbole_lru.compare --dataset ml-1m-pos4 --data_path ../shared/dataset
 mkdir -p results/ml-1m-pos4_fair/ml-1m-pos4
 cp "$OUT/ml-1m-pos4/summary.json" results/ml-1m-pos4_fair/ml-1m-pos4/
 cp -r "$OUT/ml-1m-pos4/logs" results/ml-1m-pos4_fair/ml-1m-pos4/
-python -m recbole_lru.compare.report results/ml-1m-pos4_fair/ml-1m-pos4/summary.json
+python -m recbole_lru.compare.report --portable_logs results/ml-1m-pos4_fair/ml-1m-pos4/summary.json

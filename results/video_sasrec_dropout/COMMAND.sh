@@ -15,4 +15,4 @@ python -m recbole_lru.compare --dataset amazon-video-games --data_path ../shared
 mkdir -p results/video_sasrec_dropout/amazon-video-games
 cp "$OUT/amazon-video-games/summary.json" results/video_sasrec_dropout/amazon-video-games/
 cp -r "$OUT/amazon-video-games/logs" results/video_sasrec_dropout/amazon-video-games/
-python -m recbole_lru.compare.report results/video_sasrec_dropout/amazon-video-games/summary.json
+python -m recbole_lru.compare.report --portable_logs results/video_sasrec_dropout/amazon-video-games/summary.json
