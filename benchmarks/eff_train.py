@@ -71,6 +71,9 @@ def summary_ratio(summary, summary_err, num_model, den_model, field):
             return None, f"{m} row has an error: {str(row['error'])[:200]}"
         if row.get(field) is None:
             return None, f"{m} row has no {field} (run unfinished or no validation yet)"
+        if field == "seconds_to_best" and row.get("stopped_by") == "time_budget":
+            # its best is the last epoch the budget allowed, not where it would converge
+            return None, f"{m} row was stopped by its time budget: its time to best is not known"
     return models[num_model][field] / models[den_model][field], None
 
 
