@@ -1,5 +1,6 @@
 """Pieces shared by the plugin's sequential models: config checks, the two training regimes,
-item-id checks for incremental inference and the optimizer's parameter groups."""
+item-id checks for incremental inference, the optimizer's parameter groups and scoring through the
+tied item embeddings (SASRec-style models)."""
 from __future__ import annotations
 
 import torch
@@ -16,6 +17,7 @@ __all__ = [
     "ce_backend",
     "check_item_ids",
     "no_decay_param_groups",
+    "TiedItemScoring",
 ]
 
 
@@ -154,3 +156,24 @@ def no_decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+class TiedItemScoring:
+    """Scores through the item embedding table (input and output tied, as RecBole's SASRec): the
+    catalogue product, its weights for the fused cross-entropy, sampled scores, and the loss over
+    :meth:`encode`'s positions. Put before the RecBole base class."""
+
+    def score_all(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.item_embedding.weight.t()
+
+    def output_weights(self) -> tuple[torch.Tensor, None]:
+        """(weight [n_items D], no bias) of :meth:`score_all`, for the fused CE loss."""
+        return self.item_embedding.weight, None
+
+    def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (h * self.item_embedding(items)).sum(-1)
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        return sequence_loss(self, interaction, self.encode(item_seq), item_seq, item_seq_len)

@@ -18,12 +18,12 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from ..data import WholeSequenceDataset
 from ..layers.linear_attention import use_linrec_attention
 from ..trainer import SequentialTrainer
-from ._common import ce_backend, check_config, check_item_ids, no_decay_param_groups, sequence_loss
+from ._common import TiedItemScoring, ce_backend, check_config, check_item_ids, no_decay_param_groups
 
 __all__ = ["LinRec"]
 
 
-class LinRec(SASRec):
+class LinRec(TiedItemScoring, SASRec):
     r"""SASRec whose dot-product attention is LinRec's L2-normalised linear attention.
 
     Attention: :math:`\hat Q = \ell_2(\mathrm{ELU}(Q))`, :math:`\hat K = \ell_2(\mathrm{ELU}(K))` per
@@ -79,21 +79,6 @@ class LinRec(SASRec):
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         return self.gather_indexes(self.encode(item_seq), item_seq_len - 1)  # [B D]
-
-    def score_all(self, h: torch.Tensor) -> torch.Tensor:
-        return h @ self.item_embedding.weight.t()
-
-    def output_weights(self) -> tuple[torch.Tensor, None]:
-        """(weight [n_items D], no bias) of :meth:`score_all`, for the fused CE loss."""
-        return self.item_embedding.weight, None
-
-    def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (h * self.item_embedding(items)).sum(-1)
-
-    def calculate_loss(self, interaction):
-        item_seq = interaction[self.ITEM_SEQ]
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        return sequence_loss(self, interaction, self.encode(item_seq), item_seq, item_seq_len)
 
     # ------------------------------------------------------------------ incremental inference
     def _require_causal(self):

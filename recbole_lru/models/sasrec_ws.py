@@ -22,14 +22,14 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from ..data import WholeSequenceDataset
 from ..layers.packed_transformer import packed_encoder, packed_layout
 from ..trainer import SequentialTrainer
-from ._common import ce_backend, check_config, no_decay_param_groups, sequence_loss
+from ._common import TiedItemScoring, ce_backend, check_config, no_decay_param_groups
 
 __all__ = ["SASRecWS", "ENCODER_BACKENDS"]
 
 ENCODER_BACKENDS = ("auto", "packed", "plain")
 
 
-class SASRecWS(SASRec):
+class SASRecWS(TiedItemScoring, SASRec):
     """SASRec with the choice of training regime (``train_mode``); causal attention as SASRec,
     so every position's output sees only earlier items."""
 
@@ -69,21 +69,6 @@ class SASRecWS(SASRec):
         x = self.item_embedding(item_seq.reshape(-1)[layout.index]) + self.position_embedding(layout.position)
         x = packed_encoder(self.trm_encoder, self.dropout(self.LayerNorm(x)), layout, self.hidden_act)
         return x.new_zeros(B * L, x.size(1)).index_copy(0, layout.index, x).view(B, L, -1)
-
-    def score_all(self, h: torch.Tensor) -> torch.Tensor:
-        return h @ self.item_embedding.weight.t()
-
-    def output_weights(self) -> tuple[torch.Tensor, None]:
-        """(weight [n_items D], no bias) of :meth:`score_all`, for the fused CE loss."""
-        return self.item_embedding.weight, None
-
-    def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (h * self.item_embedding(items)).sum(-1)
-
-    def calculate_loss(self, interaction):
-        item_seq = interaction[self.ITEM_SEQ]
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        return sequence_loss(self, interaction, self.encode(item_seq), item_seq, item_seq_len)
 
     def optimizer_param_groups(self, weight_decay: float) -> list[dict]:
         # the LRURec paper trains every model alike: decoupled decay on weight matrices and embeddings only
