@@ -5,6 +5,8 @@
 #   step_benchmark.json                                                             <- benchmarks/bench_step.py
 #   linear_attention_benchmark.{json,md}                                            <- benchmarks/bench_linear_attention.py
 #   train_modes.json                                                                <- benchmarks/bench_train_modes.py
+# scan_benchmark, step_benchmark, linear_attention_benchmark and train_modes were recorded at commit 0287e43
+# (a clean tree) one after the other on an otherwise idle machine; efficiency.json records its own commit.
 # train_step.json and serving.json have their own scripts (train_step: benchmarks/bench_train_step.py;
 # serving: serving_COMMAND.sh). One thread each, one after the other, on the 2-core CPU; times are
 # process CPU seconds where the script says so, and every target is a ratio measured side by side in
