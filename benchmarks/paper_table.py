@@ -183,7 +183,6 @@ def main(argv=None) -> int:
     rows, summary, sources = {}, None, []
     for path in paths:
         path, at, label = path.rpartition("@") if "@" in os.path.basename(path) else (path, "", "")
-        path = path if at else label or path
         if not os.path.isfile(path):
             print(f"error: {path} not found; run the Video comparison first "
                   f"(results/archive/amazon-video-games/COMMAND.sh)", file=sys.stderr)
