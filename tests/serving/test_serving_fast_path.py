@@ -10,7 +10,7 @@ from serving_fixtures import bundle_dir
 from recbole_lru.serving import StateFormatError, StoreError, load_bundle
 from recbole_lru.serving.codec import StateCodec
 from recbole_lru.serving.fast_step import LRUStepper
-from recbole_lru.serving.scoring import Scorer
+from recbole_lru.serving.scoring import Scorer, block_top_k
 
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-5}
 
@@ -64,6 +64,52 @@ def test_scorer_equals_score_all_with_masking():
     expected[[0, 1, 5]] = float("-inf")
     assert top.indices[0].tolist()[:net.n_items - 3] == expected.topk(net.n_items - 3).indices.tolist()
     assert torch.isinf(top.values[0, -2:]).all() and torch.isfinite(top.values[2, :-1]).all()
+
+
+@pytest.mark.parametrize("n,batch", [(1, 1), (5, 3), (64, 2), (65, 4), (129, 1), (1000, 7), (2048 + 17, 32)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("item_major", [False, True])
+def test_block_top_k_equals_torch_topk(n, batch, dtype, item_major):
+    gen = torch.Generator().manual_seed(n + batch)
+    scores = torch.randn(n, batch, dtype=dtype, generator=gen).t()
+    if not item_major:
+        scores = scores.contiguous()
+    scores[0, : n // 3] = float("-inf")  # a row with many masked items
+    if batch > 2:
+        scores[2] = float("-inf")  # a row with nothing left
+    for k in sorted({1, min(3, n), min(10, n), n}):
+        got = block_top_k(scores, k, block=8)
+        ref = scores.topk(k, dim=1)
+        assert torch.equal(got.values, ref.values)
+        finite = torch.isfinite(ref.values)  # random scores: no ties among the finite ones
+        assert torch.equal(got.indices[finite], ref.indices[finite])
+        assert got.values.shape == got.indices.shape == (batch, k)
+
+
+def test_block_top_k_with_ties_keeps_the_values():
+    scores = torch.zeros(5, 300)
+    scores[:, ::7] = 1.0  # many ties at the top and below
+    scores[1, [3, 150, 299]] = 2.0
+    got = block_top_k(scores, 12, block=8)
+    assert torch.equal(got.values, scores.topk(12, dim=1).values)
+    assert torch.equal(scores.gather(1, got.indices), got.values)  # the chosen items carry the values
+    assert all(len(set(row)) == 12 for row in got.indices.tolist())
+
+
+@pytest.mark.parametrize("batch", [1, 5, 40])  # row-major and item-major scoring
+def test_scorer_layouts_agree_with_the_plain_product(batch):
+    weight, bias = torch.randn(300, 4, dtype=torch.float64), torch.randn(300, dtype=torch.float64)
+    scorer = Scorer(weight, bias, torch.zeros(300, dtype=torch.float64))
+    hidden = torch.randn(batch, 4, dtype=torch.float64)
+    expected = hidden @ weight.t() + bias
+    scores = scorer.scores(hidden)
+    assert torch.allclose(scores, expected, rtol=0, atol=1e-12)
+    seen = [np.array([7, 8], dtype=np.int32)] + [None] * (batch - 1)
+    top = scorer.top_k(scores, seen, 5)
+    expected[:, 0] = float("-inf")
+    expected[0, [7, 8]] = float("-inf")
+    ref = expected.topk(5, dim=1)
+    assert torch.allclose(top.values, ref.values, rtol=0, atol=1e-12) and torch.equal(top.indices, ref.indices)
 
 
 def test_state_bytes_have_a_header_and_are_validated():

@@ -62,6 +62,31 @@ def test_long_histories_append_in_order(store_kind, tmp_path):
         store.close()
 
 
+def test_many_users_per_commit_across_chunks(store_kind, tmp_path):
+    # every commit writes many users at once, each at another offset in its chunks
+    store = open_store(store_url(store_kind, tmp_path))
+    store.attach("ns")
+    rng = np.random.default_rng(0)
+    users = [f"u{j}" for j in range(40)]
+    expected = {u: [] for u in users}
+    try:
+        for _ in range(6):
+            sizes = rng.integers(1, 300, len(users))
+            updates = []
+            for u, size in zip(users, sizes):
+                ids = rng.integers(1, 10**6, size).tolist()
+                updates.append(Update(u, len(expected[u]), len(expected[u]) + len(ids), u.encode(), ids_bytes(*ids)))
+                expected[u] += ids
+            assert store.commit(updates)
+        for u, rec in zip(users, store.load(users)):
+            assert (rec.version, rec.state, rec.seen) == (len(expected[u]), u.encode(), ids_bytes(*expected[u]))
+        with pytest.raises(ValueError, match="one update per user"):
+            store.commit([Update("u0", 1, 2, b"x", b""), Update("u0", 1, 2, b"y", b"")])
+    finally:
+        store.clear()
+        store.close()
+
+
 def test_models_do_not_share_states(store_kind, tmp_path):
     url = store_url(store_kind, tmp_path)
     store = open_store(url)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["StoredUser", "Update", "StateStore", "StoreError"]
+__all__ = ["StoredUser", "Update", "StateStore", "StoreError", "one_per_user"]
 
 
 class StoreError(RuntimeError):
@@ -40,6 +40,14 @@ class Update:
     new_version: int
     state: bytes
     seen_suffix: bytes
+
+
+def one_per_user(updates: Sequence[Update]) -> Sequence[Update]:
+    """``updates``, refused when it holds a user twice: each update is checked against the stored
+    version, so a user's second update in one commit could never apply."""
+    if len({u.user for u in updates}) < len(updates):
+        raise ValueError("a commit holds one update per user; merge a user's updates into one")
+    return updates
 
 
 class StateStore:

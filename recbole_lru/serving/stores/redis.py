@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .base import StateStore, StoredUser, StoreError, Update
+from .base import StateStore, StoredUser, StoreError, Update, one_per_user
 
 __all__ = ["RedisStore"]
 
@@ -70,6 +70,7 @@ class RedisStore(StateStore):
     def commit(self, updates: Sequence[Update]) -> bool:
         if not updates:
             return True
+        one_per_user(updates)
         args = []
         for u in updates:
             args += [str(u.expected_version), str(u.new_version), u.state, u.seen_suffix]

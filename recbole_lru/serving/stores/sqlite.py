@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
-from .base import StateStore, StoredUser, StoreError, Update
+from .base import StateStore, StoredUser, StoreError, Update, one_per_user
 
 __all__ = ["SQLiteStore"]
 
@@ -108,16 +108,14 @@ class SQLiteStore(StateStore):
         # one read transaction: every row comes from the same snapshot
         conn.execute("BEGIN")
         try:
-            for i in range(0, len(unique), _MAX_PARAMS):
-                part = unique[i:i + _MAX_PARAMS]
-                marks = ",".join("?" * len(part))
-                rows = conn.execute(f"SELECT user, version, state FROM users WHERE user IN ({marks})", part).fetchall()
-                chunks = {}
-                query = f"SELECT user, items FROM seen WHERE user IN ({marks}) ORDER BY user, chunk"
-                for user, items in (conn.execute(query, part) if seen else ()):
+            rows = _select_in(conn, "SELECT user, version, state FROM users WHERE user IN ({})", unique)
+            chunks = {}
+            if seen:
+                for user, items in _select_in(conn, "SELECT user, items FROM seen WHERE user IN ({}) "
+                                                    "ORDER BY user, chunk", unique):
                     chunks.setdefault(user, []).append(bytes(items))
-                for user, version, state in rows:
-                    found[user] = StoredUser(version, bytes(state), b"".join(chunks.get(user, ())))
+            for user, version, state in rows:
+                found[user] = StoredUser(version, bytes(state), b"".join(chunks.get(user, ())))
         finally:
             conn.execute("COMMIT")
         return [found.get(u) for u in users]
@@ -125,6 +123,7 @@ class SQLiteStore(StateStore):
     def commit(self, updates: Sequence[Update]) -> bool:
         if not updates:
             return True
+        one_per_user(updates)
         try:
             if self._queue is None:
                 with self._write_lock:
@@ -153,23 +152,19 @@ class SQLiteStore(StateStore):
     # ------------------------------------------------------------------ writes
     def _transaction(self, groups: list[Sequence[Update]]) -> list[bool]:
         """Check-and-write each group in one transaction; a group whose check fails writes nothing
-        and does not stop the others."""
+        and does not stop the others. A group costs a handful of statements whatever its size
+        (one read of its versions, one ``executemany`` per kind of write)."""
         conn = self._writer_conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = []
             for updates in groups:
-                counts = {}
-                ok = True
-                for u in updates:
-                    row = conn.execute("SELECT version, n_seen FROM users WHERE user = ?", (u.user,)).fetchone()
-                    if (0 if row is None else row[0]) != u.expected_version:
-                        ok = False
-                        break
-                    counts[u.user] = 0 if row is None else row[1]
+                rows = _select_in(conn, "SELECT user, version, n_seen FROM users WHERE user IN ({})",
+                                  [u.user for u in updates])
+                counts = {user: (version, n_seen) for user, version, n_seen in rows}
+                ok = all(counts.get(u.user, (0, 0))[0] == u.expected_version for u in updates)
                 if ok:
-                    for u in updates:
-                        self._write(conn, u, counts[u.user])
+                    self._write(conn, updates, {u: n for u, (_, n) in counts.items()})
                 results.append(ok)
             conn.execute("COMMIT")
         except BaseException:
@@ -178,22 +173,29 @@ class SQLiteStore(StateStore):
         return results
 
     @staticmethod
-    def _write(conn, u: Update, n_seen: int) -> None:
-        added = len(u.seen_suffix) // 4
-        conn.execute(
+    def _write(conn, updates: Sequence[Update], n_seen: dict[str, int]) -> None:
+        conn.executemany(
             "INSERT INTO users (user, version, state, n_seen) VALUES (?, ?, ?, ?) ON CONFLICT(user) DO UPDATE "
             "SET version = excluded.version, state = excluded.state, n_seen = excluded.n_seen",
-            (u.user, u.new_version, u.state, n_seen + added))
-        data, pos = u.seen_suffix, n_seen
-        while data:
-            chunk, offset = divmod(pos, _CHUNK)
-            part, data = data[: 4 * (_CHUNK - offset)], data[4 * (_CHUNK - offset):]
-            if offset:  # top up the user's last, partly filled chunk
-                (old,) = conn.execute("SELECT items FROM seen WHERE user = ? AND chunk = ?", (u.user, chunk)).fetchone()
-                conn.execute("UPDATE seen SET items = ? WHERE user = ? AND chunk = ?", (bytes(old) + part, u.user, chunk))
-            else:
-                conn.execute("INSERT INTO seen (user, chunk, items) VALUES (?, ?, ?)", (u.user, chunk, part))
-            pos += len(part) // 4
+            [(u.user, u.new_version, u.state, n_seen.get(u.user, 0) + len(u.seen_suffix) // 4) for u in updates])
+        # a user's last chunk, when partly filled, is topped up (read, then rewritten whole)
+        partial = [(u.user, n_seen[u.user] // _CHUNK) for u in updates
+                   if u.seen_suffix and n_seen.get(u.user, 0) % _CHUNK]
+        last = {user: bytes(items) for user, items in _select_in(
+            conn, "SELECT user, items FROM seen WHERE (user, chunk) IN ({})", partial, marks="(?, ?)")}
+        rewrites, inserts = [], []
+        for u in updates:
+            data, pos = u.seen_suffix, n_seen.get(u.user, 0)
+            while data:
+                chunk, offset = divmod(pos, _CHUNK)
+                part, data = data[: 4 * (_CHUNK - offset)], data[4 * (_CHUNK - offset):]
+                if offset:
+                    rewrites.append((last[u.user] + part, u.user, chunk))
+                else:
+                    inserts.append((u.user, chunk, part))
+                pos += len(part) // 4
+        conn.executemany("UPDATE seen SET items = ? WHERE user = ? AND chunk = ?", rewrites)
+        conn.executemany("INSERT INTO seen (user, chunk, items) VALUES (?, ?, ?)", inserts)
 
     def _writer_loop(self) -> None:
         import time
@@ -224,3 +226,16 @@ class SQLiteStore(StateStore):
                 continue
             for (_, fut), ok in zip(batch, results):
                 fut.set_result(ok)
+
+
+def _select_in(conn, query: str, keys: list, marks: str = "?") -> list[tuple]:
+    """Rows of ``query`` with its ``IN ({})`` filled with ``keys`` (values, or tuples for row
+    values), in slices under SQLite's limit on parameters per statement."""
+    per_key = marks.count("?")
+    step = max(1, _MAX_PARAMS // per_key)
+    out = []
+    for i in range(0, len(keys), step):
+        part = keys[i:i + step]
+        params = [x for key in part for x in key] if per_key > 1 else part
+        out += conn.execute(query.format(",".join([marks] * len(part))), params).fetchall()
+    return out
