@@ -29,10 +29,8 @@ import functools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -45,9 +43,10 @@ from recbole_lru.serving.engine import make_engine
 from recbole_lru.serving.recompute import RecomputeRecommender
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_serving_http as http_cells  # noqa: E402
 import bench_serving_report as report  # noqa: E402
 
-N_ITEMS, HIDDEN, HISTORIES, USERS = 23715, 64, (50, 200, 1000), 32
+N_ITEMS, HIDDEN, HISTORIES, USERS = 23715, 64, (50, 200, 1000), http_cells.USERS
 
 
 def model_config(name: str, max_len: int) -> dict:
@@ -189,137 +188,6 @@ def _rows(cells, lat) -> list:
     return rows
 
 
-def serve_worker(folder: str, redis_url: str | None, port: int, window_ms: float) -> None:
-    """One uvicorn process serving every cell under /<cell name>/... (micro-batched) and
-    /<cell name>-unbatched/...; /stats/<cell name> returns and resets the cell's timers."""
-    import uvicorn
-    from fastapi import FastAPI
-
-    from recbole_lru.serving.app import create_app
-
-    torch.set_num_threads(1)
-    _, cells = build_cells(folder, redis_url, preload=False)
-    root = FastAPI()
-    apps = {}
-    for name, c in cells.items():
-        apps[name] = create_app(c["rec"], batch_window_ms=window_ms)
-        root.mount(f"/{name}", apps[name])
-        root.mount(f"/{name}-unbatched", create_app(c["rec"], batch_window_ms=None))
-
-    @root.get("/stats/{name}")
-    def stats(name: str):
-        timer, batcher = cells[name]["rec"].timer, apps[name].state.batcher
-        out = {"seconds": dict(timer.seconds), "batches": batcher.batches, "requests": batcher.requests}
-        timer.reset()
-        batcher.batches = batcher.requests = 0
-        return out
-
-    uvicorn.run(root, host="127.0.0.1", port=port, log_level="warning")
-
-
-class _Client:
-    """A keep-alive HTTP/1.1 connection from the standard library: the clients share the server's
-    2 cores, so they are kept lean (httpx spends about a millisecond of CPU per request)."""
-
-    def __init__(self, port: int, prefix: str):
-        import http.client
-
-        self.conn, self.prefix = http.client.HTTPConnection("127.0.0.1", port, timeout=120), prefix
-
-    def call(self, method: str, path: str, body=None) -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {} if body is None else {"Content-Type": "application/json"}
-        self.conn.request(method, self.prefix + path, body=data, headers=headers)
-        response = self.conn.getresponse()
-        payload = response.read()
-        assert response.status == 200, payload
-        return json.loads(payload)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: float, names, batch: int = 1,
-             batching: bool = True, rounds: int = 4) -> list:
-    """Each client: POST interactions then GET recommendations, or with ``batch`` > 1 the batch
-    routes for ``batch`` users of its own (clients * batch <= USERS). Server-side micro-batching
-    on (the default) or off (``batching``). The cells take turns, ``rounds`` passes of
-    ``requests / rounds`` pairs each in a new random order, so a change in the machine's load falls
-    on all of them; the server's own time per pair is read back at the end."""
-    rng = np.random.default_rng(2)
-    items = [tokens[int(i)] for i in rng.integers(1, N_ITEMS + 1, requests)]
-    lat = {name: [] for name in names}
-    wall = dict.fromkeys(names, 0.0)
-    stop = time.perf_counter() + budget_s * len(names)  # the whole run's cap
-    for name in names:
-        _stats(port, name)  # resets the server's timers
-    for r in range(rounds):
-        for name in (names[i] for i in rng.permutation(len(names))):
-            if time.perf_counter() > stop:
-                break
-            chunk = range(r * requests // rounds, (r + 1) * requests // rounds)
-            prefix = f"/{name}" + ("" if batching else "-unbatched")
-            wall[name] += _http_pass(port, prefix, clients, chunk, items, batch, lat[name])
-    rows = []
-    for name in names:
-        server = _stats(port, name)
-        row = ({k: cells[name][k] for k in ("model", "history", "store")}
-               | {"clients": clients, "batch": batch, "micro_batching": batching} | report.summary(lat[name], wall[name]))
-        row["interactions_per_s"] *= batch
-        # wall time per request pair: the server's model/store work, and the rest (HTTP parsing and
-        # routing in Python, JSON, the event loop, waiting to be scheduled on the loaded CPU)
-        per_pair = {k: 1e3 * v / len(lat[name]) for k, v in server["seconds"].items()}
-        row["server_breakdown_ms_per_pair"] = report.grouped(per_pair) | {
-            "http_and_idle": 1e3 * wall[name] / len(lat[name]) - sum(per_pair.values())}
-        row["server_requests_per_batch"] = server["requests"] / server["batches"] if server["batches"] else 1.0
-        rows.append(row)
-        print(f"  http {name} x{clients} batch {batch} micro-batching {batching}: {row['p50_ms']:.2f} ms p50, "
-              f"{row['interactions_per_s']:.0f}/s, {row['server_requests_per_batch']:.1f} requests per batch", flush=True)
-    return rows
-
-
-def _http_pass(port, prefix, clients, chunk, items, batch, lat) -> float:
-    """``clients`` threads share the pairs of ``chunk``; appends latencies, returns the wall time."""
-    counter, lock, n = iter(chunk), threading.Lock(), len(items)
-
-    def client(w):
-        mine = [f"user{w * batch + j}" for j in range(batch)]
-        http = _Client(port, prefix)
-        try:
-            for i in counter:
-                t = time.perf_counter()
-                if batch == 1:
-                    user = f"user{i % USERS}"
-                    http.call("POST", f"/users/{user}/interactions", {"items": [items[i]]})
-                    http.call("GET", f"/users/{user}/recommendations?k=10")
-                else:
-                    events = [{"user": u, "item": items[(i + j) % n]} for j, u in enumerate(mine)]
-                    http.call("POST", "/batch/interactions", {"events": events})
-                    http.call("POST", "/batch/recommendations", {"users": mine, "k": 10})
-                with lock:
-                    lat.append(time.perf_counter() - t)
-        finally:
-            http.close()
-
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start
-
-
-def _stats(port: int, name: str) -> dict:
-    """The cell's server-side timers and batch counts since the last call (a new connection: the
-    server closes idle ones after 5 s)."""
-    http = _Client(port, "/stats/")
-    try:
-        return http.call("GET", name)
-    finally:
-        http.close()
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/serving.json")
@@ -338,8 +206,9 @@ def main(argv=None) -> int:
     parser.add_argument("--worker_port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.worker_port is not None:
-        serve_worker(args.folder, args.redis, args.worker_port, args.batch_window_ms)
+    if args.worker_port is not None:  # the HTTP server of the HTTP cells (started by main)
+        http_cells.serve_worker(build_cells(args.folder, args.redis, preload=False)[1], args.worker_port,
+                                args.batch_window_ms)
         return 0
 
     folder = tempfile.mkdtemp(prefix="bench_serving_")
@@ -367,29 +236,12 @@ def main(argv=None) -> int:
               f"{r['p50_ms']:8.2f} ms p99 {r['p99_ms']:8.2f} ms  {r['interactions_per_s']:8.1f}/s", flush=True)
 
     # HTTP: one server process for every cell, started on the stores preloaded above
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, os.path.abspath(__file__), "--folder", folder, "--worker_port", str(port),
-           "--batch_window_ms", str(args.batch_window_ms)]
-    if args.redis:
-        cmd += ["--redis", args.redis]
-    server = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    try:
-        import httpx
-
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the benchmark's HTTP server exited with {server.returncode}")
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/LRURec-50-sqlite-normal/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+    cmd = [sys.executable, os.path.abspath(__file__), "--folder", folder, "--batch_window_ms", str(args.batch_window_ms)]
+    with http_cells.server(cmd + (["--redis", args.redis] if args.redis else []), "LRURec-50-sqlite-normal") as port:
         names = [n for n, c in cells.items() if c["store"] == "sqlite-normal"]
         print("http ...", flush=True)
         pair = ["LRURec-200-sqlite-normal", "SASRec-200-sqlite-normal"]
-        http = functools.partial(run_http, cells, bundle.tokens, port, budget_s=args.http_budget_s)
+        http = functools.partial(http_cells.run_http, cells, bundle.tokens, port, budget_s=args.http_budget_s)
         result["http"] = http(clients=args.clients, requests=args.http_requests, names=names)
         result["http"] += (http(clients=1, requests=args.http_requests, names=pair)
                            + http(clients=args.many_clients, requests=2 * args.http_requests, names=pair))
@@ -397,9 +249,8 @@ def main(argv=None) -> int:
             clients=n, requests=args.http_requests * (1 + (n == args.many_clients)), names=pair, batching=False)]
         result["http_batched"] = http(clients=args.clients, requests=args.http_requests // 4, names=names,
                                       batch=USERS // args.clients)
-    finally:
-        server.terminate()
-        server.wait()
+        # one client sending every user's events in one request (a gateway that gathers them)
+        result["http_batched"] += http(clients=1, requests=args.http_requests // 4, names=pair, batch=USERS)
     result["ratios"] = report.ratios(result, args.clients)
     result["machine_after"] = report.machine()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -66,12 +66,13 @@ def ratios(result: dict, clients: int) -> dict:
         if key.startswith("in_process"):
             out[key]["lrurec_over_sasrec_throughput_at_p50"] = {
                 h: lru[h]["interactions_per_s_at_p50"] / sas[h]["interactions_per_s_at_p50"] for h in histories}
-    for key in ("http", "http_unbatched"):  # every client count measured at history 200
+    # at history 200: every client count (one request per user) and every batch-route size
+    for key, field in (("http", "clients"), ("http_unbatched", "clients"), ("http_batched", "batch")):
         rows = result.get(key) or []
-        out.setdefault(key, {})["lrurec_over_sasrec_throughput_200_by_clients"] = {
-            n: cell(rows, "LRURec", 200, clients=n)["interactions_per_s"]
-            / cell(rows, "SASRec", 200, clients=n)["interactions_per_s"]
-            for n in sorted({r["clients"] for r in rows if r["history"] == 200})}
+        out.setdefault(key, {})[f"lrurec_over_sasrec_throughput_200_by_{field}"] = {
+            n: cell(rows, "LRURec", 200, **{field: n})["interactions_per_s"]
+            / cell(rows, "SASRec", 200, **{field: n})["interactions_per_s"]
+            for n in sorted({r[field] for r in rows if r["history"] == 200})}
     for floor in ("floor_step_topk", "floor_fast_step_topk"):
         out["in_process"][f"lrurec_p50_over_{floor[6:]}_floor"] = {
             h: cell(result["in_process"], "LRURec", h)["p50_ms"] / result[floor]["p50_ms"] for h in histories}
