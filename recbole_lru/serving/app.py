@@ -3,12 +3,15 @@
 Routes (a contract: other tools call them):
 
 * ``POST /users/{user}/interactions`` ``{"items": ["<raw item token>", ...]}``: applied in order,
-  all or nothing -> ``{"user", "version", "applied"}``;
+  all or nothing -> ``{"user", "version", "applied"}``; with ``?k=10[&exclude_seen=true]`` the
+  answer adds ``"recommendations": {"items", "scores"}`` after these interactions (one round trip
+  for "an event arrives, answer with fresh recommendations");
 * ``GET /users/{user}/recommendations?k=10&exclude_seen=true`` -> ``{"items": [...], "scores": [...]}``,
   best first;
 * ``GET /users/{user}`` -> ``{"user", "version", "items"}`` (the stored history);
 * ``POST /batch/interactions`` ``{"events": [{"user", "item"}, ...]}``: all or nothing, one batched
-  step per round -> ``{"versions": {user: version}}``;
+  step per round -> ``{"versions": {user: version}}``; with ``"k"`` (and ``"exclude_seen"``) in the
+  body the answer adds ``"results"`` as ``/batch/recommendations`` gives them, one per user;
 * ``POST /batch/recommendations`` ``{"users": [...], "k": 10, "exclude_seen": true}`` ->
   ``{"results": [{"user", "items", "scores"}, ...]}``;
 * ``GET /health``.
@@ -26,7 +29,7 @@ its own in FastAPI's thread pool; the store's compare-and-set orders concurrent 
 """
 from __future__ import annotations
 
-from typing import List, Union
+from typing import List, Optional, Union
 
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -54,6 +57,8 @@ class Event(BaseModel):
 
 class BatchInteractions(BaseModel):
     events: List[Event] = Field(min_length=1)
+    k: Optional[int] = Field(None, description="also answer each user's top k after these events")
+    exclude_seen: bool = True
 
 
 class BatchRecommendations(BaseModel):
@@ -68,6 +73,10 @@ def _describe(errors) -> str:
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
         parts.append(f"{where}: {e.get('msg')}")
     return "invalid request: " + "; ".join(parts)
+
+
+def _results(users: list[str], recs: list) -> list[dict]:
+    return [{"user": u, "items": r.items, "scores": r.scores} for u, r in zip(users, recs)]
 
 
 def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, max_batch: int = 256) -> FastAPI:
@@ -89,6 +98,17 @@ def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, ma
         if batcher is None:
             return await run_in_threadpool(rec.recommend_batch, users, k, exclude_seen)
         return await batcher.read(users, k, exclude_seen)
+
+    async def write_then_read(users: list[str], ids: list[int], k: int | None, exclude_seen: bool):
+        """The writes; with ``k``, also the top-k of their users (in order of first appearance)
+        after them: unbatched from the rows just written, micro-batched as a write then a read."""
+        if k is None:
+            return await write(users, ids), None
+        k = rec.check_k(k)
+        if batcher is None:
+            return await run_in_threadpool(rec.apply_and_recommend, users, ids, k, exclude_seen)
+        versions = await batcher.write(users, ids)
+        return versions, await batcher.read(list(dict.fromkeys(users)), k, exclude_seen)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -118,10 +138,14 @@ def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, ma
                 "store": type(rec.store).__name__}
 
     @app.post("/users/{user}/interactions")
-    async def post_interactions(user: str, body: Interactions):
+    async def post_interactions(user: str, body: Interactions, k: Optional[int] = Query(None),
+                                exclude_seen: bool = Query(True)):
         ids = rec.item_ids([str(i) for i in body.items], where="items")
-        versions = await write([user] * len(ids), ids)
-        return JSONResponse({"user": user, "version": versions[user], "applied": len(ids)})
+        versions, recs = await write_then_read([user] * len(ids), ids, k, exclude_seen)
+        answer = {"user": user, "version": versions[user], "applied": len(ids)}
+        if recs is not None:
+            answer["recommendations"] = {"items": recs[0].items, "scores": recs[0].scores}
+        return JSONResponse(answer)
 
     @app.get("/users/{user}/recommendations")
     async def get_recommendations(user: str, k: int = Query(10), exclude_seen: bool = Query(True)):
@@ -137,14 +161,16 @@ def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, ma
     async def post_batch_interactions(body: BatchInteractions):
         users = [str(e.user) for e in body.events]
         ids = rec.item_ids([str(e.item) for e in body.events], where="events")
-        versions = await write(users, ids)
-        return JSONResponse({"versions": versions})
+        versions, recs = await write_then_read(users, ids, body.k, body.exclude_seen)
+        answer = {"versions": versions}
+        if recs is not None:
+            answer["results"] = _results(list(dict.fromkeys(users)), recs)
+        return JSONResponse(answer)
 
     @app.post("/batch/recommendations")
     async def post_batch_recommendations(body: BatchRecommendations):
         users = [str(u) for u in body.users]
         results = await read(users, rec.check_k(body.k), body.exclude_seen)
-        return JSONResponse({"results": [{"user": u, "items": r.items, "scores": r.scores}
-                                         for u, r in zip(users, results)]})
+        return JSONResponse({"results": _results(users, results)})
 
     return app

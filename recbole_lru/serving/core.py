@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .stores import StateStore, StoredUser, Update
+from .stores import StoredUser, Update
 
 __all__ = ["ServingBase", "Recommendation", "UnknownItemError", "ConflictError", "Timer"]
 
@@ -57,6 +57,7 @@ class ServingBase:
 
     bundle = store = scorer = None
     max_retries = 64
+    outputs_read_history = False  # True when ``_outputs`` reads the seen items (re-encoding models)
 
     def _init_common(self):
         self.timer = Timer()
@@ -114,15 +115,20 @@ class ServingBase:
 
     def apply_events(self, event_users: Sequence[str], ids: Sequence[int]) -> dict[str, int]:
         """Validated events (user, internal item id), in order, in one all-or-nothing commit."""
+        return self._apply(event_users, ids, keep_seen=False)[0]
+
+    def _apply(self, event_users, ids, keep_seen: bool) -> tuple[dict[str, int], dict[str, StoredUser]]:
+        """:meth:`apply_events`, also returning each user's row as this commit wrote it (its seen
+        items only when ``keep_seen``)."""
         per_user: dict[str, list[int]] = {}
         for user, i in zip(event_users, ids):
             per_user.setdefault(user, []).append(int(i))
         if not per_user:
-            return {}
+            return {}, {}
         users = list(per_user)
         for _ in range(self.max_retries):
             t = time.perf_counter()
-            records = self.store.load(users, seen=False)
+            records = self.store.load(users, seen=keep_seen)
             self.timer.add("store_load", t)
             blobs = self._new_states(users, per_user, records)
             t = time.perf_counter()
@@ -134,7 +140,9 @@ class ServingBase:
             ok = self.store.commit(updates)
             self.timer.add("store_commit", t)
             if ok:
-                return {u.user: u.new_version for u in updates}
+                after = {u.user: StoredUser(u.new_version, u.state, (rec.seen if rec else b"") + u.seen_suffix)
+                         for u, rec in zip(updates, records)}
+                return {u.user: u.new_version for u in updates}, after
         raise ConflictError(f"{len(users)} user(s) changed under {self.max_retries} consecutive attempts; "
                             f"nothing was applied")
 
@@ -151,13 +159,43 @@ class ServingBase:
         if not users:
             return []
         t = time.perf_counter()
-        records = self.store.load(users)
+        records = self.store.load(users, seen=exclude_seen or self.outputs_read_history)
         self.timer.add("store_load", t)
+        return self._recommend_rows(records, k, exclude_seen)
+
+    # ------------------------------------------------------------------ both at once
+    def observe_and_recommend(self, user: str, items: Sequence, k: int = 10,
+                              exclude_seen: bool = True) -> tuple[int, Recommendation]:
+        """:meth:`observe_many` then :meth:`recommend` on the state this call wrote, in one store
+        read: -> (the user's new version, its top-k)."""
+        user = str(user)
+        versions, recs = self.observe_and_recommend_batch([(user, it) for it in items], k, exclude_seen)
+        return versions[user], recs[0]
+
+    def observe_and_recommend_batch(self, events: Iterable[tuple], k: int = 10,
+                                    exclude_seen: bool = True) -> tuple[dict[str, int], list[Recommendation]]:
+        """:meth:`observe_batch` then :meth:`recommend_batch` for the users of ``events`` (in order
+        of first appearance), from the rows this commit wrote: -> (versions, recommendations)."""
+        k = self.check_k(k)
+        events = [(str(u), it) for u, it in events]
+        if not events:
+            raise ValueError("events is empty: give at least one (user, item) pair")
+        return self.apply_and_recommend([u for u, _ in events], self.item_ids([it for _, it in events], "events"),
+                                        k, exclude_seen)
+
+    def apply_and_recommend(self, event_users: Sequence[str], ids: Sequence[int], k: int,
+                            exclude_seen: bool) -> tuple[dict[str, int], list[Recommendation]]:
+        """Validated events and ``k`` -> :meth:`observe_and_recommend_batch`'s answer."""
+        versions, after = self._apply(event_users, ids, keep_seen=exclude_seen or self.outputs_read_history)
+        return versions, self._recommend_rows(list(after.values()), k, exclude_seen)
+
+    def _recommend_rows(self, records: list[StoredUser | None], k: int, exclude_seen: bool) -> list[Recommendation]:
+        """Scoring + top-k of the users whose rows are ``records`` (None: never seen)."""
         known = [i for i, r in enumerate(records) if r is not None]
         with torch.inference_mode():
             hidden = self._outputs(records, known) if known else None
             t = time.perf_counter()
-            scores = self.scorer.rows(len(users), known, hidden)
+            scores = self.scorer.rows(len(records), known, hidden)
             t = self.timer.add("score", t)
             seen = None
             if exclude_seen:

@@ -34,6 +34,8 @@ class RecomputeRecommender(ServingBase):
         tokens: raw item tokens, position = internal id.
     """
 
+    outputs_read_history = True
+
     def __init__(self, model, name: str, store: StateStore | str, tokens: list[str], max_retries: int = 64):
         self.model, self.max_len = model, model.max_seq_length
         self.bundle = SimpleNamespace(model_name=name, tokens=list(tokens),

@@ -135,3 +135,27 @@ def test_the_window_is_validated():
     with pytest.raises(ValueError, match="window_ms"):
         MicroBatcher(None, window_ms=-1)
     assert asyncio.iscoroutinefunction(MicroBatcher.write)
+
+
+@pytest.mark.parametrize("window", [None, 0.0])  # one request at a time, micro-batched
+def test_interactions_with_k_answer_the_recommendations_after_them(tmp_path, window):
+    from fastapi.testclient import TestClient
+
+    rec, ref = make_rec(tmp_path), make_rec(tmp_path)
+    t = rec.bundle.tokens
+    with TestClient(create_app(rec, batch_window_ms=window)) as c:
+        body = c.post("/users/u/interactions", params={"k": 5, "exclude_seen": False}, json={"items": t[1:3]}).json()
+        ref.observe_many("u", t[1:3])
+        assert body["version"] == 2 and same_json(body["recommendations"], ref.recommend("u", k=5, exclude_seen=False))
+        events = [{"user": "v", "item": t[4]}, {"user": "u", "item": t[5]}, {"user": "v", "item": t[6]}]
+        body = c.post("/batch/interactions", json={"events": events, "k": 3}).json()
+        ref.observe_batch([(e["user"], e["item"]) for e in events])
+        assert body["versions"] == {"v": 2, "u": 3} and [r["user"] for r in body["results"]] == ["v", "u"]
+        assert all(same_json(r, ref.recommend(r["user"], k=3)) for r in body["results"])
+        assert "results" not in c.post("/batch/interactions", json={"events": events[:1]}).json()
+        r = c.post("/batch/interactions", json={"events": events[:1], "k": 0})
+        assert r.status_code == 422 and "k=0" in r.json()["detail"] and rec.history("v")[0] == 3
+
+
+def same_json(body, r, tol=1e-9):
+    return body["items"] == r.items and np.abs(np.subtract(body["scores"], r.scores)).max() <= tol

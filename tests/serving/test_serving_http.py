@@ -66,8 +66,22 @@ def test_routes_errors_and_kill9_restart(tmp_path):
             r = c.get("/users/user1/recommendations", params={"k": k})
             assert r.status_code == 422 and "k" in r.json()["detail"], r.json()
 
+        # one round trip: interactions and the recommendations after them; a bad k applies nothing
+        r = c.post("/users/user1/interactions", params={"k": len(tokens)}, json={"items": [tokens[6]]})
+        assert r.status_code == 422 and "k=" in r.json()["detail"] and c.get("/users/user1").json()["version"] == version
+        both = c.post("/users/user10/interactions", params={"k": 6}, json={"items": [tokens[2], tokens[8]]}).json()
+        assert both["version"] == 2 and both["applied"] == 2 and len(both["recommendations"]["items"]) == 6
+        events = [{"user": "user11", "item": tokens[5]}, {"user": "user0", "item": tokens[7]}]
+        batch_both = c.post("/batch/interactions", json={"events": events, "k": 4}).json()
+        assert batch_both["versions"] == {"user11": 1, "user0": 3} and [e["user"] for e in batch_both["results"]] == [
+            "user11", "user0"]
+        acked += [("user10", [tokens[2], tokens[8]]), ("user11", [tokens[5]]), ("user0", [tokens[7]])]
+
         # answers equal the in-process recommender on the same events
         ref = offline(acked, tmp_path)
+        assert_same(both["recommendations"], ref.recommend("user10", k=6))
+        for entry in batch_both["results"]:
+            assert_same(entry, ref.recommend(entry["user"], k=4))
         for u in ["user0", "user3", "user7", "never-seen"]:
             assert_same(c.get(f"/users/{u}/recommendations", params={"k": 7}).json(), ref.recommend(u, k=7))
         batch = c.post("/batch/recommendations", json={"users": ["user2", "user4"], "k": 5}).json()["results"]

@@ -190,3 +190,52 @@ def test_batch_forms_equal_one_at_a_time(model, store_kind, tmp_path):
         batched.store.clear()
         batched.close()
         single.close()
+
+
+@pytest.mark.parametrize("model", MODELS + ["SASRec-recompute"])
+def test_observe_and_recommend_equals_observe_then_recommend(model, store_kind, tmp_path):
+    both, apart = make_any(model, store_kind, tmp_path / "both"), make_any(model, "sqlite", tmp_path / "apart")
+    t = both.bundle.tokens
+    try:
+        for rec in (both, apart):
+            rec.observe_many("a", t[1:4])  # a stored user next to new ones
+        version, r = both.observe_and_recommend("a", [t[5], t[6]], k=7)
+        assert version == apart.observe_many("a", [t[5], t[6]]) == 5
+        assert same(r, apart.recommend("a", k=7)) and not set(t[1:7]) & set(r.items)
+        events = [("b", t[2]), ("a", t[8]), ("b", t[9]), ("c", t[3])]
+        for exclude_seen in (True, False):
+            versions, recs = both.observe_and_recommend_batch(events, k=5, exclude_seen=exclude_seen)
+            assert versions == apart.observe_batch(events)
+            assert all(same(x, apart.recommend(u, k=5, exclude_seen=exclude_seen)) for x, u in zip(recs, "bac"))
+        assert both.history("b") == apart.history("b")
+        before = both.store.load(["a", "d"])
+        with pytest.raises(UnknownItemError, match=r"at events\[1\]"):
+            both.observe_and_recommend_batch([("d", t[1]), ("a", "nope")], k=3)
+        with pytest.raises(ValueError, match=r"k=0 must be an integer"):
+            both.observe_and_recommend("a", [t[1]], k=0)
+        with pytest.raises(ValueError, match="events is empty"):
+            both.observe_and_recommend_batch([], k=3)
+        assert both.store.load(["a", "d"]) == before  # nothing applied
+    finally:
+        both.store.clear()
+        both.close()
+        apart.close()
+
+
+def make_any(model, store_kind, folder):
+    """A float64 recommender of ``model``, or the SASRec recompute baseline on the LRURec bundle's items."""
+    folder.mkdir()
+    if model != "SASRec-recompute":
+        return make_rec(model, store_kind, folder)
+    from conftest import build_model
+
+    from recbole_lru.serving.recompute import RecomputeRecommender
+
+    tokens = load_bundle(bundle_dir("LRURec")).tokens
+    torch.manual_seed(0)
+    sasrec = build_model("SASRec", n_items=len(tokens), hidden_dropout_prob=0.0, attn_dropout_prob=0.0).double().eval()
+    return RecomputeRecommender(sasrec, "SASRec-test", store_url(store_kind, folder), tokens)
+
+
+def same(a, b, tol=1e-9):
+    return a.items == b.items and np.abs(np.subtract(a.scores, b.scores)).max(initial=0.0) <= tol
