@@ -18,7 +18,9 @@ load falls on all cells alike. Two floors run a state in memory with no store: t
 ``step()`` + top-k, and the served step + scorer. HTTP cells go through one real uvicorn server on
 127.0.0.1 serving every cell, micro-batched (and, at history 200, also one request at a time),
 with concurrent clients taking turns cell by cell; a request pair is POST interactions + GET
-recommendations (or the batch routes for 8 users).
+recommendations (or the batch routes for 8 or 32 users). "One call" cells use the combined forms
+(``observe_and_recommend_batch`` in process, the interactions routes with ``k`` over HTTP), which
+answer the recommendations after the new events with one store read / one request.
 
     python benchmarks/bench_serving.py --out results/serving.json
 """
@@ -148,9 +150,10 @@ def run_in_process(bundle, cells, requests: int, budget_s: float) -> tuple[list,
     return _rows(cells, lat), report.summary(floors["floor"]), report.summary(floors["floor_fast"])
 
 
-def run_batched(bundle, cells, batch: int, requests: int, budget_s: float) -> list:
+def run_batched(bundle, cells, batch: int, requests: int, budget_s: float, one_call: bool = False) -> list:
     """Each call: ``batch`` users' new interactions (one batched step) and their top-10 (one scoring
-    matmul); latency per call, throughput in interactions (users) per second."""
+    matmul), as two calls or, with ``one_call``, one ``observe_and_recommend_batch`` (one store
+    read); latency per call, throughput in interactions (users) per second."""
     rng = np.random.default_rng(3)
     lat = {name: [] for name in cells}
     for c in cells.values():
@@ -163,14 +166,17 @@ def run_batched(bundle, cells, batch: int, requests: int, budget_s: float) -> li
             c = cells[name]
             _settle()
             t = time.perf_counter()
-            c["rec"].observe_batch(list(zip(users, items)))
-            c["rec"].recommend_batch(users, k=10)
+            if one_call:
+                c["rec"].observe_and_recommend_batch(list(zip(users, items)), k=10)
+            else:
+                c["rec"].observe_batch(list(zip(users, items)))
+                c["rec"].recommend_batch(users, k=10)
             lat[name].append(time.perf_counter() - t)
         if time.perf_counter() - start > budget_s:
             break
     rows = _rows(cells, lat)
     for r in rows:
-        r["batch"] = batch
+        r["batch"], r["one_call"] = batch, one_call
         r["interactions_per_s"] *= batch
         r["interactions_per_s_at_p50"] *= batch
     return rows
@@ -194,7 +200,7 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="in-process requests per cell")
     parser.add_argument("--budget_s", type=float, default=240.0, help="time cap of the in-process loop")
     parser.add_argument("--batch", type=int, default=USERS, help="users per call in the batched cells")
-    parser.add_argument("--batch_requests", type=int, default=40, help="batched calls per cell")
+    parser.add_argument("--batch_requests", type=int, default=80, help="batched calls per cell")
     parser.add_argument("--http_requests", type=int, default=150, help="HTTP request pairs per cell")
     parser.add_argument("--http_budget_s", type=float, default=30.0, help="time cap per HTTP cell")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients of every cell")
@@ -231,8 +237,11 @@ def main(argv=None) -> int:
         bundle, cells, args.requests, args.budget_s)
     normal = {n: c for n, c in cells.items() if c["store"] == "sqlite-normal"}
     result["in_process_batched"] = run_batched(bundle, normal, args.batch, args.batch_requests, args.budget_s)
-    for r in result["in_process"] + result["in_process_batched"]:
-        print(f"  {r['model']:7s} h={r['history']:5d} {r['store']:13s} batch {r.get('batch', 1):3d} p50 "
+    result["in_process_batched_one_call"] = run_batched(bundle, normal, args.batch, args.batch_requests,
+                                                        args.budget_s, one_call=True)
+    for r in result["in_process"] + result["in_process_batched"] + result["in_process_batched_one_call"]:
+        print(f"  {r['model']:7s} h={r['history']:5d} {r['store']:13s} batch {r.get('batch', 1):3d}"
+              f"{' one call' if r.get('one_call') else ''} p50 "
               f"{r['p50_ms']:8.2f} ms p99 {r['p99_ms']:8.2f} ms  {r['interactions_per_s']:8.1f}/s", flush=True)
 
     # HTTP: one server process for every cell, started on the stores preloaded above
@@ -251,6 +260,11 @@ def main(argv=None) -> int:
                                       batch=USERS // args.clients)
         # one client sending every user's events in one request (a gateway that gathers them)
         result["http_batched"] += http(clients=1, requests=args.http_requests // 4, names=pair, batch=USERS)
+        # the interactions routes with k: one request per user's event (or per batch), answered with
+        # the recommendations after it
+        result["http_one_call"] = (http(clients=args.clients, requests=args.http_requests, names=pair, one_call=True)
+                                   + http(clients=1, requests=args.http_requests // 4, names=pair, batch=USERS,
+                                          one_call=True))
     result["ratios"] = report.ratios(result, args.clients)
     result["machine_after"] = report.machine()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -92,9 +92,10 @@ class _Client:
 
 
 def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: float, names, batch: int = 1,
-             batching: bool = True, rounds: int = 4) -> list:
+             batching: bool = True, rounds: int = 4, one_call: bool = False) -> list:
     """Each client: POST interactions then GET recommendations, or with ``batch`` > 1 the batch
-    routes for ``batch`` users of its own (clients * batch <= USERS). Server-side micro-batching
+    routes for ``batch`` users of its own (clients * batch <= USERS); ``one_call``: the interactions
+    route with ``k``, which answers the recommendations too (one request). Server-side micro-batching
     on (the default) or off (``batching``). The cells take turns, ``rounds`` passes of
     ``requests / rounds`` pairs each in a new random order, so a change in the machine's load falls
     on all of them; the server's own time per pair is read back at the end."""
@@ -111,12 +112,13 @@ def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: fl
                 break
             chunk = range(r * requests // rounds, (r + 1) * requests // rounds)
             prefix = f"/{name}" + ("" if batching else "-unbatched")
-            wall[name] += _http_pass(port, prefix, clients, chunk, items, batch, lat[name])
+            wall[name] += _http_pass(port, prefix, clients, chunk, items, batch, lat[name], one_call)
     rows = []
     for name in names:
         server = _stats(port, name)
         row = ({k: cells[name][k] for k in ("model", "history", "store")}
-               | {"clients": clients, "batch": batch, "micro_batching": batching} | report.summary(lat[name], wall[name]))
+               | {"clients": clients, "batch": batch, "micro_batching": batching, "one_call": one_call}
+               | report.summary(lat[name], wall[name]))
         row["interactions_per_s"] *= batch
         # wall time per request pair: the server's model/store work, and the rest (HTTP parsing and
         # routing in Python, JSON, the event loop, waiting to be scheduled on the loaded CPU)
@@ -125,12 +127,13 @@ def run_http(cells, tokens, port: int, clients: int, requests: int, budget_s: fl
             "http_and_idle": 1e3 * wall[name] / len(lat[name]) - sum(per_pair.values())}
         row["server_requests_per_batch"] = server["requests"] / server["batches"] if server["batches"] else 1.0
         rows.append(row)
-        print(f"  http {name} x{clients} batch {batch} micro-batching {batching}: {row['p50_ms']:.2f} ms p50, "
+        print(f"  http {name} x{clients} batch {batch} micro-batching {batching} one call {one_call}: "
+              f"{row['p50_ms']:.2f} ms p50, "
               f"{row['interactions_per_s']:.0f}/s, {row['server_requests_per_batch']:.1f} requests per batch", flush=True)
     return rows
 
 
-def _http_pass(port, prefix, clients, chunk, items, batch, lat) -> float:
+def _http_pass(port, prefix, clients, chunk, items, batch, lat, one_call) -> float:
     """``clients`` threads share the pairs of ``chunk``; appends latencies, returns the wall time."""
     counter, lock, n = iter(chunk), threading.Lock(), len(items)
 
@@ -142,12 +145,14 @@ def _http_pass(port, prefix, clients, chunk, items, batch, lat) -> float:
                 t = time.perf_counter()
                 if batch == 1:
                     user = f"user{i % USERS}"
-                    http.call("POST", f"/users/{user}/interactions", {"items": [items[i]]})
-                    http.call("GET", f"/users/{user}/recommendations?k=10")
+                    http.call("POST", f"/users/{user}/interactions" + ("?k=10" if one_call else ""), {"items": [items[i]]})
+                    if not one_call:
+                        http.call("GET", f"/users/{user}/recommendations?k=10")
                 else:
                     events = [{"user": u, "item": items[(i + j) % n]} for j, u in enumerate(mine)]
-                    http.call("POST", "/batch/interactions", {"events": events})
-                    http.call("POST", "/batch/recommendations", {"users": mine, "k": 10})
+                    http.call("POST", "/batch/interactions", {"events": events} | ({"k": 10} if one_call else {}))
+                    if not one_call:
+                        http.call("POST", "/batch/recommendations", {"users": mine, "k": 10})
                 with lock:
                     lat.append(time.perf_counter() - t)
         finally:

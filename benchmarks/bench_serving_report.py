@@ -51,8 +51,9 @@ def ratios(result: dict, clients: int) -> dict:
 
     histories = result["setup"]["histories"]
     out = {}
-    for key, match in (("in_process", {}), ("in_process_batched", {}), ("http", {"clients": clients}),
-                       ("http_batched", {"clients": clients})):
+    for key, match in (("in_process", {}), ("in_process_batched", {}), ("in_process_batched_one_call", {}),
+                       ("http", {"clients": clients, "one_call": False}),
+                       ("http_batched", {"clients": clients, "one_call": False})):
         rows = result.get(key)
         if not rows:
             continue
@@ -67,7 +68,8 @@ def ratios(result: dict, clients: int) -> dict:
             out[key]["lrurec_over_sasrec_throughput_at_p50"] = {
                 h: lru[h]["interactions_per_s_at_p50"] / sas[h]["interactions_per_s_at_p50"] for h in histories}
     # at history 200: every client count (one request per user) and every batch-route size
-    for key, field in (("http", "clients"), ("http_unbatched", "clients"), ("http_batched", "batch")):
+    for key, field in (("http", "clients"), ("http_unbatched", "clients"), ("http_batched", "batch"),
+                       ("http_one_call", "batch")):
         rows = result.get(key) or []
         out.setdefault(key, {})[f"lrurec_over_sasrec_throughput_200_by_{field}"] = {
             n: cell(rows, "LRURec", 200, **{field: n})["interactions_per_s"]
