@@ -129,3 +129,14 @@ def test_state_bytes_have_a_header_and_are_validated():
         codec.unpack([blobs[0], blobs[1][:-1]])
     with pytest.raises(StateFormatError, match=r"of 3 bytes is not"):
         codec.unpack([b"abc"])
+
+
+def test_masking_a_matrix_that_is_neither_layout():
+    scorer = Scorer(torch.randn(300, 4, dtype=torch.float64), None, torch.zeros(300, dtype=torch.float64))
+    scores = torch.randn(3, 600, dtype=torch.float64)[:, ::2]  # every other column: not dense
+    expected = scores.clone()
+    expected[:, 0] = float("-inf")
+    expected[1, [4, 9]] = float("-inf")
+    top = scorer.top_k(scores, [None, np.array([4, 9], dtype=np.int32), None], 6)
+    ref = expected.topk(6, dim=1)
+    assert torch.equal(scores, expected) and torch.equal(top.values, ref.values) and torch.equal(top.indices, ref.indices)
