@@ -7,14 +7,14 @@ Measured on the 2-core CPU this project runs on (one thread, 23,716 x 64, median
 calls, scoring + top-k): item-major 1.4x faster for 32 and 64 rows, row-major 1.1x faster for 16
 and on par below (MKL picks its kernels by shape).
 
-Top-k is exact and two-staged (:func:`block_top_k`): the maximum of each block of items (64 row-
-major, 32 item-major), the k best blocks, then the top k among those k blocks' items. Each of the
-top k items lies in one of the k blocks with the largest maxima (a block outside them has a maximum,
-and so every item, no larger than the k-th best item), so the values equal a full ``torch.topk``'s;
-the order among equal scores may differ. Measured as above, 1.5x (8 rows) to 2.9x (32 rows, item-
-major) faster than ``torch.topk``; one row keeps ``torch.topk``. Seen items are masked with one
-``index_fill_`` on
-flat positions (2x faster than ``index_put_`` with row and item indices at 32 x 1000 items).
+Top-k is exact and two-staged (:func:`block_top_k`): the maximum of each block of items (64
+row-major, 32 item-major), the k best blocks, then the top k among those k blocks' items. Each of
+the top k items lies in one of the k blocks with the largest maxima (a block outside them has a
+maximum, and so every item, no larger than the k-th best item), so the values equal a full
+``torch.topk``'s; the order among equal scores may differ. Measured as above, 1.5x (8 rows) to 2.9x
+(32 rows, item-major) faster than ``torch.topk``; one row keeps ``torch.topk``. Seen items are
+masked with one ``index_fill_`` on flat positions (2x faster than ``index_put_`` with row and item
+indices, at 32 users x 1000 items).
 """
 from __future__ import annotations
 
