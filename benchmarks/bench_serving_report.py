@@ -113,3 +113,42 @@ def plot(result, path) -> None:
                  f"{setup['http_clients']} clients and micro-batching (shared, loaded 2-core CPU)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def table(result: dict) -> str:
+    """The README's table: one line per (mode, history), LRURec beside SASRec.
+
+    ``python benchmarks/bench_serving_report.py results/serving.json`` prints it."""
+    def label(key, r):
+        if key == "in_process":
+            return "in process, one request" if r["store"] == "sqlite-normal" else f"in process, {r['store']}"
+        if key.startswith("in_process_batched"):
+            return f"in process, {r['batch']} users per call" + (", one call" if r.get("one_call") else "")
+        if r["batch"] > 1:
+            return f"HTTP batch routes, {r['clients']} client(s) x {r['batch']} users" + (
+                ", one request" if r.get("one_call") else "")
+        how = "micro-batched" if r["micro_batching"] else "one request at a time"
+        return f"HTTP, {r['clients']} client(s), {how}" + (", one request per event" if r.get("one_call") else "")
+
+    lines = ["| mode | history | LRURec p50 / p99 (ms) | LRURec interactions/s | SASRec p50 / p99 (ms) | "
+             "SASRec interactions/s | LRURec / SASRec throughput |", "|---|---:|---:|---:|---:|---:|---:|"]
+    keys = ("in_process", "in_process_batched", "in_process_batched_one_call", "http", "http_unbatched",
+            "http_batched", "http_one_call")
+    for key in keys:
+        rows = result.get(key) or []
+        for lru in (r for r in rows if r["model"] == "LRURec"):
+            match = ("history", "store", "clients", "batch", "micro_batching", "one_call")
+            sas = next(r for r in rows if r["model"] == "SASRec" and all(r.get(m) == lru.get(m) for m in match))
+            ratio = lru["interactions_per_s"] / sas["interactions_per_s"]
+            lines.append(f"| {label(key, lru)} | {lru['history']} | {lru['p50_ms']:.1f} / {lru['p99_ms']:.0f} | "
+                         f"{lru['interactions_per_s']:.0f} | {sas['p50_ms']:.1f} / {sas['p99_ms']:.0f} | "
+                         f"{sas['interactions_per_s']:.0f} | **{ratio:.1f}x** |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    with open(sys.argv[1]) as fh:
+        print(table(json.load(fh)))

@@ -1,7 +1,9 @@
 """The state stores, one suite for both: compare-and-set semantics, concurrent writers on one user
 (both events applied, in the order the store accepted them), isolation between models, SQLite
 durability and group commit."""
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -110,6 +112,9 @@ def test_store_url_errors(tmp_path):
     for url, match in [("postgres://x", "unknown store URL"), ("sqlite:", "names no file"),
                        (f"sqlite:{tmp_path}/a.db?fsync=1", "unknown SQLite store option"),
                        (f"sqlite:{tmp_path}/a.db?group_commit_ms=soon", "milliseconds"),
+                       (f"sqlite:{tmp_path}/a.db?checkpoint_ms=soon", "checkpoint_ms='soon'.*milliseconds"),
+                       (f"sqlite:{tmp_path}/a.db?checkpoint_ms=-1", "checkpoint_ms=-1.0 must be >= 0"),
+                       (f"sqlite:{tmp_path}/a.db?group_commit_ms=nan", "group_commit_ms=nan must be >= 0"),
                        (f"sqlite:{tmp_path}/a.db?synchronous=off", "synchronous"),
                        ("redis://127.0.0.1:1/0", "cannot reach Redis")]:
         with pytest.raises((ValueError, StoreError), match=match):
@@ -275,3 +280,28 @@ def test_an_unreachable_store_is_a_503(tmp_path):
     assert r.status_code == 503 and f"Redis at redis://127.0.0.1:{port}/0 failed" in r.json()["detail"]
     r = client.post("/users/u/interactions", json={"items": [item]})
     assert r.status_code == 503
+
+
+@pytest.mark.parametrize("checkpoint_ms", [0, 20])
+def test_sqlite_checkpoints_run_off_the_commits(checkpoint_ms, tmp_path):
+    # ~200 pages of log: below SQLite's own threshold (1000), so only the background thread copies
+    # them into the database file; with checkpoint_ms=0 they stay in the log
+    path = tmp_path / "states.sqlite"
+    store = open_store(f"sqlite:{path}?synchronous=normal&checkpoint_ms={checkpoint_ms}")
+    store.attach("ns")
+    try:
+        start = os.path.getsize(path)
+        assert store.commit([Update(f"u{j}", 0, 1, bytes(2300), ids_bytes(j)) for j in range(100)])
+        deadline = time.monotonic() + 5
+        while checkpoint_ms and os.path.getsize(path) < start + 200_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        grew = os.path.getsize(path) >= start + 200_000
+        assert grew == bool(checkpoint_ms), (start, os.path.getsize(path))
+        assert [r.version for r in store.load([f"u{j}" for j in range(100)])] == [1] * 100
+    finally:
+        store.close()
+    reopened = open_store(f"sqlite:{path}")
+    try:
+        assert reopened.load(["u99"])[0].seen == ids_bytes(99)
+    finally:
+        reopened.close()

@@ -19,7 +19,7 @@ def __getattr__(name):
 
 
 def open_store(url: str) -> StateStore:
-    """``sqlite:PATH[?synchronous=full|normal&group_commit_ms=MS]`` or ``redis://HOST:PORT/DB``
+    """``sqlite:PATH[?synchronous=full|normal&group_commit_ms=MS&checkpoint_ms=MS]`` or ``redis://HOST:PORT/DB``
     (``rediss://`` and ``unix://`` too; ``?prefix=NAME`` picks the key prefix)."""
     if url.startswith("sqlite:"):
         path, _, query = url[len("sqlite:"):].partition("?")
@@ -28,16 +28,18 @@ def open_store(url: str) -> StateStore:
         if not path:
             raise ValueError(f"store URL {url!r} names no file: write sqlite:PATH")
         options = dict(parse_qsl(query, strict_parsing=bool(query)))
-        unknown = set(options) - {"synchronous", "group_commit_ms"}
+        unknown = set(options) - {"synchronous", "group_commit_ms", "checkpoint_ms"}
         if unknown:
             raise ValueError(f"unknown SQLite store option(s) {sorted(unknown)} in {url!r}; "
-                             f"known: synchronous, group_commit_ms")
-        group = options.get("group_commit_ms")
-        try:
-            group_ms = None if group is None else float(group)
-        except ValueError:
-            raise ValueError(f"group_commit_ms={group!r} in {url!r} must be a number of milliseconds") from None
-        return SQLiteStore(path, synchronous=options.get("synchronous", "full"), group_commit_ms=group_ms)
+                             f"known: synchronous, group_commit_ms, checkpoint_ms")
+        ms = {}
+        for key in ("group_commit_ms", "checkpoint_ms"):
+            if key in options:
+                try:
+                    ms[key] = float(options[key])
+                except ValueError:
+                    raise ValueError(f"{key}={options[key]!r} in {url!r} must be a number of milliseconds") from None
+        return SQLiteStore(path, synchronous=options.get("synchronous", "full"), **ms)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore
 

@@ -16,6 +16,16 @@ previous commit). The trade-off is latency: each commit may wait up to that long
 commit (``None``, the default) each caller commits in its own transaction under a lock.
 Several processes may share one file: writes take SQLite's write lock (``BEGIN IMMEDIATE``) and
 check versions inside it, so the compare-and-set holds across processes too.
+
+Checkpoints (``checkpoint_ms``, default 100): SQLite copies the log into the database file
+(a "checkpoint", with an fsync under either ``synchronous`` setting) from inside the commit that
+crosses 1000 log pages, so every few dozen requests one paid several milliseconds for it. Here a
+background thread runs a passive checkpoint every ``checkpoint_ms`` instead (it waits for no
+reader or writer, and SQLite's own connection calls release the GIL), taking that cost off the
+requests: measured with 32-user LRURec calls at history 200, the mean call went from 6.9-7.7 ms to
+5.9 ms and the slowest from 14-15 ms to 9 ms. What a crash keeps does not change: the log
+is what makes a commit durable; a checkpoint only moves it. ``checkpoint_ms=0`` leaves
+checkpoints to SQLite's commits.
 """
 from __future__ import annotations
 
@@ -47,11 +57,13 @@ _MAX_PARAMS = 900  # below SQLite's default limit of host parameters per stateme
 
 class SQLiteStore(StateStore):
     def __init__(self, path: str, synchronous: str = "full", group_commit_ms: float | None = None,
-                 max_group: int = 256, busy_timeout_s: float = 30.0):
+                 max_group: int = 256, busy_timeout_s: float = 30.0, checkpoint_ms: float = 100.0):
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous={synchronous!r} must be 'full' or 'normal'")
-        if group_commit_ms is not None and group_commit_ms < 0:
+        if group_commit_ms is not None and not group_commit_ms >= 0:
             raise ValueError(f"group_commit_ms={group_commit_ms!r} must be >= 0 (or None: no group commit)")
+        if not checkpoint_ms >= 0:
+            raise ValueError(f"checkpoint_ms={checkpoint_ms!r} must be >= 0 (0: SQLite checkpoints in its commits)")
         self.path, self.synchronous, self.busy_timeout_s = str(path), synchronous, busy_timeout_s
         self.url = f"sqlite:{self.path}"
         self.namespace = None
@@ -61,6 +73,13 @@ class SQLiteStore(StateStore):
         self._writer_conn.executescript(_SCHEMA)
         self._group_ms, self._max_group = group_commit_ms, max_group
         self._queue: queue.Queue | None = None
+        self._stop = threading.Event()
+        self._checkpointer = None
+        if checkpoint_ms > 0:
+            self._writer_conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_ms / 1000.0,),
+                                                  name="sqlite-checkpoint", daemon=True)
+            self._checkpointer.start()
         if group_commit_ms is not None:
             self._queue = queue.Queue()
             self._thread = threading.Thread(target=self._writer_loop, name="sqlite-group-commit", daemon=True)
@@ -147,7 +166,23 @@ class SQLiteStore(StateStore):
             self._queue.put(None)
             self._thread.join()
             self._queue = None
+        if self._checkpointer is not None:
+            self._stop.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         self._writer_conn.close()
+
+    def _checkpoint_loop(self, every_s: float) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop.wait(every_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:  # busy, or the file went away: the log keeps every commit meanwhile
+                    continue
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ writes
     def _transaction(self, groups: list[Sequence[Update]]) -> list[bool]:
