@@ -49,6 +49,7 @@ import bench_serving_http as http_cells  # noqa: E402
 import bench_serving_report as report  # noqa: E402
 
 N_ITEMS, HIDDEN, HISTORIES, USERS = 23715, 64, (50, 200, 1000), http_cells.USERS
+SWEEP = (8, 64, 128)  # users per call of the batch-size sweep at history 200 (32 is the main cells')
 
 
 def model_config(name: str, max_len: int) -> dict:
@@ -95,7 +96,7 @@ def build_cells(folder: str, redis_url: str | None, preload: bool):
             if preload:
                 rec.store.clear()
                 histories = {f"user{u}": [bundle.tokens[i] for i in rng.integers(1, N_ITEMS + 1, h)]
-                             for u in range(USERS)}
+                             for u in range(max(USERS, *SWEEP) if h == 200 else USERS)}
                 if model == "LRURec":
                     rec.bootstrap(histories, batch_size=8)
                 else:
@@ -223,6 +224,7 @@ def main(argv=None) -> int:
                   "status", "--porcelain", "--", "recbole_lru/serving", "recbole_lru/serve.py", "benchmarks/bench_serving*"),
               "machine_before": report.machine(),
               "setup": {"n_items": N_ITEMS, "hidden_size": HIDDEN, "users_per_cell": USERS, "k": 10,
+                        "batch_sweep_at_200": list(SWEEP),
                         "lrurec": "2 LRU blocks, state 2x128 complex64 + output 64 float32 per user",
                         "sasrec": "RecBole SASRec, 2 layers, 2 heads, inner 256, max length = history",
                         "stores": "sqlite-normal: WAL, synchronous=NORMAL; sqlite-full: synchronous=FULL "
@@ -239,7 +241,12 @@ def main(argv=None) -> int:
     result["in_process_batched"] = run_batched(bundle, normal, args.batch, args.batch_requests, args.budget_s)
     result["in_process_batched_one_call"] = run_batched(bundle, normal, args.batch, args.batch_requests,
                                                         args.budget_s, one_call=True)
-    for r in result["in_process"] + result["in_process_batched"] + result["in_process_batched_one_call"]:
+    # how throughput grows with the users per call (a loaded micro-batching server forms such batches)
+    at_200 = {n: c for n, c in normal.items() if c["history"] == 200}
+    result["in_process_batch_sweep"] = [r for b in SWEEP for r in run_batched(
+        bundle, at_200, b, args.batch_requests, args.budget_s)]
+    for r in (result["in_process"] + result["in_process_batched"] + result["in_process_batched_one_call"]
+              + result["in_process_batch_sweep"]):
         print(f"  {r['model']:7s} h={r['history']:5d} {r['store']:13s} batch {r.get('batch', 1):3d}"
               f"{' one call' if r.get('one_call') else ''} p50 "
               f"{r['p50_ms']:8.2f} ms p99 {r['p99_ms']:8.2f} ms  {r['interactions_per_s']:8.1f}/s", flush=True)

@@ -67,6 +67,14 @@ def ratios(result: dict, clients: int) -> dict:
         if key.startswith("in_process"):
             out[key]["lrurec_over_sasrec_throughput_at_p50"] = {
                 h: lru[h]["interactions_per_s_at_p50"] / sas[h]["interactions_per_s_at_p50"] for h in histories}
+    sweep = result.get("in_process_batch_sweep") or []
+    if sweep:  # every batch size at history 200, the main cells' 32 included
+        rows = sweep + [r for r in result["in_process_batched"] if r["history"] == 200]
+        out["in_process_batch_sweep"] = {
+            f"lrurec_over_sasrec_throughput_200_by_batch{'_at_p50' if p50 else ''}": {
+                b: cell(rows, "LRURec", 200, batch=b)[f"interactions_per_s{'_at_p50' if p50 else ''}"]
+                / cell(rows, "SASRec", 200, batch=b)[f"interactions_per_s{'_at_p50' if p50 else ''}"]
+                for b in sorted({r["batch"] for r in rows})} for p50 in (False, True)}
     # at history 200: every client count (one request per user) and every batch-route size
     for key, field in (("http", "clients"), ("http_unbatched", "clients"), ("http_batched", "batch"),
                        ("http_one_call", "batch")):
@@ -122,7 +130,7 @@ def table(result: dict) -> str:
     def label(key, r):
         if key == "in_process":
             return "in process, one request" if r["store"] == "sqlite-normal" else f"in process, {r['store']}"
-        if key.startswith("in_process_batched"):
+        if key.startswith("in_process_batch"):
             return f"in process, {r['batch']} users per call" + (", one call" if r.get("one_call") else "")
         if r["batch"] > 1:
             return f"HTTP batch routes, {r['clients']} client(s) x {r['batch']} users" + (
@@ -132,8 +140,8 @@ def table(result: dict) -> str:
 
     lines = ["| mode | history | LRURec p50 / p99 (ms) | LRURec interactions/s | SASRec p50 / p99 (ms) | "
              "SASRec interactions/s | LRURec / SASRec throughput |", "|---|---:|---:|---:|---:|---:|---:|"]
-    keys = ("in_process", "in_process_batched", "in_process_batched_one_call", "http", "http_unbatched",
-            "http_batched", "http_one_call")
+    keys = ("in_process", "in_process_batched", "in_process_batched_one_call", "in_process_batch_sweep", "http",
+            "http_unbatched", "http_batched", "http_one_call")
     for key in keys:
         rows = result.get(key) or []
         for lru in (r for r in rows if r["model"] == "LRURec"):
