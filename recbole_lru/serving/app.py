@@ -79,6 +79,17 @@ def _results(users: list[str], recs: list) -> list[dict]:
     return [{"user": u, "items": r.items, "scores": r.scores} for u, r in zip(users, recs)]
 
 
+def _attach(answer: dict, done: dict, key: str, render) -> dict:
+    """``answer`` plus, when ``done`` holds recommendations, ``key`` (rendered, or None with
+    ``recommendations_error`` when they could not be computed after the writes)."""
+    if "recommendations" in done:
+        recs = done["recommendations"]
+        answer[key] = None if recs is None else render(recs)
+    if "recommendations_error" in done:
+        answer["recommendations_error"] = done["recommendations_error"]
+    return answer
+
+
 def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, max_batch: int = 256) -> FastAPI:
     """The app over ``recommender``; ``batch_window_ms``: see the module docstring (None: no
     micro-batching)."""
@@ -99,16 +110,20 @@ def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, ma
             return await run_in_threadpool(rec.recommend_batch, users, k, exclude_seen)
         return await batcher.read(users, k, exclude_seen)
 
-    async def write_then_read(users: list[str], ids: list[int], k: int | None, exclude_seen: bool):
-        """The writes; with ``k``, also the top-k of their users (in order of first appearance)
-        after them: unbatched from the rows just written, micro-batched as a write then a read."""
-        if k is None:
-            return await write(users, ids), None
-        k = rec.check_k(k)
-        if batcher is None:
-            return await run_in_threadpool(rec.apply_and_recommend, users, ids, k, exclude_seen)
-        versions = await batcher.write(users, ids)
-        return versions, await batcher.read(list(dict.fromkeys(users)), k, exclude_seen)
+    async def write_then_read(users: list[str], ids: list[int], k: int | None, exclude_seen: bool) -> dict:
+        """The writes' answer; with ``k``, also the top-k of their users (in order of first
+        appearance) after them. The events are applied first: if the recommendations then fail
+        (a store gone), the answer still says what was applied (a client must not resend them),
+        with ``recommendations_error`` in place of the recommendations."""
+        if k is not None:
+            k = rec.check_k(k)  # before anything is applied
+        out = {"versions": await write(users, ids)}
+        if k is not None:
+            try:
+                out["recommendations"] = await read(list(dict.fromkeys(users)), k, exclude_seen)
+            except (StoreError, ConflictError) as err:
+                out["recommendations"], out["recommendations_error"] = None, str(err)
+        return out
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -141,11 +156,10 @@ def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, ma
     async def post_interactions(user: str, body: Interactions, k: Optional[int] = Query(None),
                                 exclude_seen: bool = Query(True)):
         ids = rec.item_ids([str(i) for i in body.items], where="items")
-        versions, recs = await write_then_read([user] * len(ids), ids, k, exclude_seen)
-        answer = {"user": user, "version": versions[user], "applied": len(ids)}
-        if recs is not None:
-            answer["recommendations"] = {"items": recs[0].items, "scores": recs[0].scores}
-        return JSONResponse(answer)
+        done = await write_then_read([user] * len(ids), ids, k, exclude_seen)
+        answer = {"user": user, "version": done["versions"][user], "applied": len(ids)}
+        return JSONResponse(_attach(answer, done, "recommendations",
+                                    lambda recs: {"items": recs[0].items, "scores": recs[0].scores}))
 
     @app.get("/users/{user}/recommendations")
     async def get_recommendations(user: str, k: int = Query(10), exclude_seen: bool = Query(True)):
@@ -161,11 +175,9 @@ def create_app(recommender: ServingBase, batch_window_ms: float | None = 0.0, ma
     async def post_batch_interactions(body: BatchInteractions):
         users = [str(e.user) for e in body.events]
         ids = rec.item_ids([str(e.item) for e in body.events], where="events")
-        versions, recs = await write_then_read(users, ids, body.k, body.exclude_seen)
-        answer = {"versions": versions}
-        if recs is not None:
-            answer["results"] = _results(list(dict.fromkeys(users)), recs)
-        return JSONResponse(answer)
+        done = await write_then_read(users, ids, body.k, body.exclude_seen)
+        return JSONResponse(_attach({"versions": done["versions"]}, done, "results",
+                                    lambda recs: _results(list(dict.fromkeys(users)), recs)))
 
     @app.post("/batch/recommendations")
     async def post_batch_recommendations(body: BatchRecommendations):

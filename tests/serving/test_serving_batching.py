@@ -159,3 +159,25 @@ def test_interactions_with_k_answer_the_recommendations_after_them(tmp_path, win
 
 def same_json(body, r, tol=1e-9):
     return body["items"] == r.items and np.abs(np.subtract(body["scores"], r.scores)).max() <= tol
+
+
+@pytest.mark.parametrize("window", [None, 0.0])
+def test_recommendations_failing_after_the_write_still_answer_the_write(tmp_path, window, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from recbole_lru.serving import StoreError
+
+    rec = make_rec(tmp_path)
+    t = rec.bundle.tokens
+
+    def gone(*args, **kwargs):
+        raise StoreError("the store went away")
+
+    monkeypatch.setattr(rec, "recommend_batch", gone)
+    with TestClient(create_app(rec, batch_window_ms=window)) as c:
+        r = c.post("/users/u/interactions", params={"k": 5}, json={"items": t[1:3]})
+        assert r.status_code == 200 and r.json()["version"] == 2 and r.json()["recommendations"] is None
+        assert r.json()["recommendations_error"] == "the store went away"
+        r = c.post("/batch/interactions", json={"events": [{"user": "u", "item": t[4]}], "k": 5})
+        assert r.json()["versions"] == {"u": 3} and r.json()["results"] is None
+    assert rec.history("u")[0] == 3  # applied once each: nothing to resend
