@@ -180,13 +180,8 @@ class ServingBase:
         events = [(str(u), it) for u, it in events]
         if not events:
             raise ValueError("events is empty: give at least one (user, item) pair")
-        return self.apply_and_recommend([u for u, _ in events], self.item_ids([it for _, it in events], "events"),
-                                        k, exclude_seen)
-
-    def apply_and_recommend(self, event_users: Sequence[str], ids: Sequence[int], k: int,
-                            exclude_seen: bool) -> tuple[dict[str, int], list[Recommendation]]:
-        """Validated events and ``k`` -> :meth:`observe_and_recommend_batch`'s answer."""
-        versions, after = self._apply(event_users, ids, keep_seen=exclude_seen or self.outputs_read_history)
+        ids = self.item_ids([it for _, it in events], where="events")
+        versions, after = self._apply([u for u, _ in events], ids, keep_seen=exclude_seen or self.outputs_read_history)
         return versions, self._recommend_rows(list(after.values()), k, exclude_seen)
 
     def _recommend_rows(self, records: list[StoredUser | None], k: int, exclude_seen: bool) -> list[Recommendation]:

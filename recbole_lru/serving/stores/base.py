@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["StoredUser", "Update", "StateStore", "StoreError", "one_per_user"]
+__all__ = ["StoredUser", "Update", "StateStore", "StoreError"]
 
 
 class StoreError(RuntimeError):
@@ -42,14 +42,6 @@ class Update:
     seen_suffix: bytes
 
 
-def one_per_user(updates: Sequence[Update]) -> Sequence[Update]:
-    """``updates``, refused when it holds a user twice: each update is checked against the stored
-    version, so a user's second update in one commit could never apply."""
-    if len({u.user for u in updates}) < len(updates):
-        raise ValueError("a commit holds one update per user; merge a user's updates into one")
-    return updates
-
-
 class StateStore:
     """Base class. ``attach(namespace)`` binds the store to one model (bundle fingerprint and
     state layout): a store refuses to mix the states of two models."""
@@ -66,7 +58,18 @@ class StateStore:
 
     def commit(self, updates: Sequence[Update]) -> bool:
         """Apply every update, or none if any user has moved past its ``expected_version``.
-        Returns True once the updates are durable (as far as the store's settings promise)."""
+        Returns True once the updates are durable (as far as the store's settings promise).
+
+        A user may appear once: each update is checked against the stored version, so a user's
+        second update in one commit could never apply."""
+        if not updates:
+            return True
+        if len({u.user for u in updates}) < len(updates):
+            raise ValueError("a commit holds one update per user; merge a user's updates into one")
+        return self._commit(updates)
+
+    def _commit(self, updates: Sequence[Update]) -> bool:
+        """:meth:`commit` of a non-empty batch with one update per user (the store's own part)."""
         raise NotImplementedError
 
     def clear(self) -> None:

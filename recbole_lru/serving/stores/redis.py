@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .base import StateStore, StoredUser, StoreError, Update, one_per_user
+from .base import StateStore, StoredUser, StoreError, Update
 
 __all__ = ["RedisStore"]
 
@@ -67,10 +67,7 @@ class RedisStore(StateStore):
             out.append(None if version is None else StoredUser(int(version), state, (items or [b""])[0] or b""))
         return out
 
-    def commit(self, updates: Sequence[Update]) -> bool:
-        if not updates:
-            return True
-        one_per_user(updates)
+    def _commit(self, updates: Sequence[Update]) -> bool:
         args = []
         for u in updates:
             args += [str(u.expected_version), str(u.new_version), u.state, u.seen_suffix]

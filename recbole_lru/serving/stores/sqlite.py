@@ -35,7 +35,7 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
-from .base import StateStore, StoredUser, StoreError, Update, one_per_user
+from .base import StateStore, StoredUser, StoreError, Update
 
 __all__ = ["SQLiteStore"]
 
@@ -139,10 +139,7 @@ class SQLiteStore(StateStore):
             conn.execute("COMMIT")
         return [found.get(u) for u in users]
 
-    def commit(self, updates: Sequence[Update]) -> bool:
-        if not updates:
-            return True
-        one_per_user(updates)
+    def _commit(self, updates: Sequence[Update]) -> bool:
         try:
             if self._queue is None:
                 with self._write_lock:
