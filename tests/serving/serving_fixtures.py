@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 
+import numpy as np
 import pytest
 import torch
 
@@ -184,3 +185,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill9()
         self.proc.stderr.close()
+
+
+def same(a, b, tol=1e-9) -> bool:
+    """Two Recommendations: the same items, scores within ``tol``."""
+    return a.items == b.items and np.abs(np.subtract(a.scores, b.scores)).max(initial=0.0) <= tol

@@ -10,19 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from serving_fixtures import bundle_dir, free_port, store_url
+from serving_fixtures import bundle_dir, free_port, same, store_url
 
-from recbole_lru.serving import ConflictError, Recommender, load_bundle
+from recbole_lru.serving import ConflictError, Recommendation, Recommender, load_bundle
 from recbole_lru.serving.app import create_app
 from recbole_lru.serving.batcher import MicroBatcher, _Read, _Write
 
 
 def make_rec(tmp_path, dtype=torch.float64):
     return Recommender(load_bundle(bundle_dir("LRURec"), dtype=dtype), store=store_url("sqlite", tmp_path))
-
-
-def same(a, b, tol=1e-9):
-    return a.items == b.items and np.abs(np.subtract(a.scores, b.scores)).max() <= tol
 
 
 def test_a_batch_equals_its_requests_one_at_a_time(tmp_path):
@@ -157,8 +153,8 @@ def test_interactions_with_k_answer_the_recommendations_after_them(tmp_path, win
         assert r.status_code == 422 and "k=0" in r.json()["detail"] and rec.history("v")[0] == 3
 
 
-def same_json(body, r, tol=1e-9):
-    return body["items"] == r.items and np.abs(np.subtract(body["scores"], r.scores)).max() <= tol
+def same_json(body, r):
+    return same(Recommendation(body["items"], body["scores"]), r)
 
 
 @pytest.mark.parametrize("window", [None, 0.0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving_fixtures import bundle_dir, store_url, trained, write_inter
+from serving_fixtures import bundle_dir, same, store_url, trained, write_inter
 
 from recbole_lru.serving import Recommender, UnknownItemError, load_bundle
 from recbole_lru.serving.engine import make_engine
@@ -184,7 +184,7 @@ def test_batch_forms_equal_one_at_a_time(model, store_kind, tmp_path):
         many = batched.recommend_batch(users, k=8)
         for u, r in zip(users, many):
             one = single.recommend(u, k=8)
-            assert r.items == one.items and np.abs(np.subtract(r.scores, one.scores)).max() <= 1e-9
+            assert same(r, one)
             assert batched.history(u) == single.history(u)
     finally:
         batched.store.clear()
@@ -235,7 +235,3 @@ def make_any(model, store_kind, folder):
     torch.manual_seed(0)
     sasrec = build_model("SASRec", n_items=len(tokens), hidden_dropout_prob=0.0, attn_dropout_prob=0.0).double().eval()
     return RecomputeRecommender(sasrec, "SASRec-test", store_url(store_kind, folder), tokens)
-
-
-def same(a, b, tol=1e-9):
-    return a.items == b.items and np.abs(np.subtract(a.scores, b.scores)).max(initial=0.0) <= tol

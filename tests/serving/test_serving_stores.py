@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving_fixtures import bundle_dir, store_url
+from serving_fixtures import bundle_dir, same, store_url
 
 from recbole_lru.serving import Recommender, StoreError, load_bundle, open_store
 from recbole_lru.serving.stores import StateStore, Update
@@ -166,7 +166,7 @@ def test_a_write_that_lost_the_race_is_recomputed(store_kind, tmp_path):
         assert first.history("u") == (3, [tokens[1], tokens[2], tokens[3]])
         expected = replay_scores([tokens[1], tokens[2], tokens[3]], tmp_path)
         got = first.recommend("u", k=bundle.n_items - 1)
-        assert got.items == expected.items and np.abs(np.subtract(got.scores, expected.scores)).max() <= 1e-9
+        assert same(got, expected)
     finally:
         first.store.clear()
         first.close()
@@ -207,7 +207,7 @@ def test_concurrent_writers_on_one_user(store_kind, tmp_path):
         # the stored state is the state of the accepted order
         expected = replay_scores(order, tmp_path)
         got = writers[1].recommend("hot", k=bundle.n_items - 1)
-        assert got.items == expected.items and np.abs(np.subtract(got.scores, expected.scores)).max() <= 1e-9
+        assert same(got, expected)
     finally:
         writers[0].store.clear()
         for w in writers:
