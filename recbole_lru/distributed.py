@@ -10,7 +10,7 @@ weighs each rank by its number of batches. This module provides:
   ``local_rank``: the backend follows the device (NCCL for one GPU per process, gloo on CPU;
   config key ``dist_backend`` overrides), a GPU request that the machine cannot meet fails with
   one line, ``dist_timeout`` (seconds) bounds every collective;
-* :func:`install` / :func:`uninstall`: the three RecBole attributes to replace (:data:`PATCHES`);
+* :func:`install` / :func:`uninstall`: the RecBole attributes to replace (:data:`PATCHES`);
 * exact sharding (:func:`shard_batches`, :class:`ShardedTrainData`): each epoch's rows are cut
   into global batches of ``train_batch_size`` and each global batch is split between the ranks,
   so every row is used once per epoch and every rank runs the same number of steps;
@@ -118,12 +118,22 @@ def _get_tensorboard(logger):
     return _ORIGINALS["get_tensorboard"](logger)
 
 
+def _ensure_dir(dir_path) -> None:
+    """RecBole's ``ensure_dir`` checks, then creates: two processes sharing a folder (the ranks of a
+    run, parallel trials) can both see it missing, and the second ``makedirs`` fails."""
+    os.makedirs(dir_path, exist_ok=True)
+
+
+# every module that binds ensure_dir by name at its import
+_ENSURE_DIR_OWNERS = ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger", "recbole.trainer.trainer",
+                      "recbole.data.utils", "recbole.data.dataset.dataset")
+
 # (module, attribute, replacement, key of the original): what install() sets
 PATCHES = (
     ("recbole.config.configurator.Config", "_init_device", init_device, "init_device"),
     ("recbole.trainer.trainer", "DistributedDataParallel", _ddp, "ddp"),
     ("recbole.trainer.trainer", "get_tensorboard", _get_tensorboard, "get_tensorboard"),
-)
+) + tuple((owner, "ensure_dir", _ensure_dir, f"ensure_dir:{owner}") for owner in _ENSURE_DIR_OWNERS)
 _ORIGINALS: dict = {}
 
 

@@ -356,6 +356,8 @@ _DISTRIBUTED_WHY = {
                     "overrides) and too few GPUs get one clear line",
     "DistributedDataParallel": "RecBole passes device_ids=[local_rank], which DDP refuses for a module on the CPU",
     "get_tensorboard": "every rank would write its own TensorBoard folder; only rank 0 writes",
+    "ensure_dir": "ensure_dir checks, then creates: processes sharing a folder race, and one fails with "
+                  "FileExistsError (seen with two ranks creating checkpoint_dir)",
 }
 
 

@@ -116,3 +116,22 @@ def test_untested_recbole_version_warns_once(monkeypatch):
 
 def test_anomaly_mode_stays_off():
     assert not torch.is_anomaly_enabled()
+
+
+def test_ensure_dir_survives_another_process_creating_the_folder(tmp_path, monkeypatch):
+    # the race, made deterministic: the folder appears between RecBole's exists() check and its
+    # makedirs (another rank got there first); RecBole's own ensure_dir fails, every patched binding not
+    import importlib
+    import os
+
+    from recbole_lru import distributed
+
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    with pytest.raises(FileExistsError):
+        distributed._ORIGINALS["ensure_dir:recbole.utils.utils"](str(folder))
+    for owner in distributed._ENSURE_DIR_OWNERS:
+        importlib.import_module(owner).ensure_dir(str(folder))
+    importlib.import_module("recbole.trainer.trainer").ensure_dir(str(tmp_path / "new" / "deep"))
+    assert (tmp_path / "new" / "deep").is_dir()
